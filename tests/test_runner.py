@@ -1,0 +1,122 @@
+"""The scheduled report run: validation, atomic publish, failure handling."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from segmentation.runner import (
+    ParameterError,
+    RunConfig,
+    RunFailed,
+    discover_notebooks,
+    load_config,
+    run_reports,
+    validate_parameters,
+)
+
+
+def _notebook(path: Path, body: str, params: str = "value = 1\nfail = False\nlabel = 'x'\n") -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    cell = nbformat.v4.new_code_cell(params)
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell(f"# Title of {path.stem}"), cell, nbformat.v4.new_code_cell(body)]
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture()
+def notebooks(tmp_path: Path) -> Path:
+    d = tmp_path / "notebooks"
+    d.mkdir()
+    _notebook(d / "01_first.ipynb", "SECRET_CODE_MARKER = 7\nprint('result', value * 2)")
+    _notebook(d / "02_second.ipynb", "if fail:\n    raise RuntimeError('planted failure')\nprint('second ok', label)")
+    (d / "helper.ipynb").write_text("not a report notebook")
+    return d
+
+
+def _config(notebooks: Path, tmp_path: Path, **params) -> RunConfig:
+    return RunConfig(parameters=params, notebook_dir=notebooks, output=tmp_path / "reports", kernel="python3", timeout=120)
+
+
+def test_discover_orders_and_selects(notebooks):
+    assert [p.name for p in discover_notebooks(notebooks)] == ["01_first.ipynb", "02_second.ipynb"]
+    assert [p.name for p in discover_notebooks(notebooks, ["02"])] == ["02_second.ipynb"]
+    with pytest.raises(ParameterError, match="notebook '09' not found"):
+        discover_notebooks(notebooks, ["09"])
+
+
+def test_unknown_parameter_is_an_error_not_a_warning(notebooks):
+    with pytest.raises(ParameterError, match=r"unknown parameter\(s\) \['vlaue'\]"):
+        validate_parameters(discover_notebooks(notebooks), {"vlaue": 3})
+
+
+def test_wrong_type_is_an_error(notebooks):
+    nbs = discover_notebooks(notebooks)
+    with pytest.raises(ParameterError, match="value='three' has type str"):
+        validate_parameters(nbs, {"value": "three"})
+    with pytest.raises(ParameterError, match="fail=1 has type int"):
+        validate_parameters(nbs, {"fail": 1})
+    assert validate_parameters(nbs, {"value": 5})[nbs[0]] == {"value": 5}
+
+
+def test_successful_run_publishes_html_without_code(notebooks, tmp_path):
+    lines = []
+    run_dir = run_reports(_config(notebooks, tmp_path, value=21), run_id="r1", log=lines.append)
+    assert run_dir == tmp_path / "reports" / "r1"
+    latest = tmp_path / "reports" / "latest"
+    assert latest.is_symlink() and latest.resolve() == run_dir.resolve()
+    html = (run_dir / "01_first.html").read_text()
+    assert "result 42" in html
+    assert "SECRET_CODE_MARKER" not in html  # code hidden from stakeholders
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "ok"
+    assert manifest["parameters"] == {"value": 21}
+    assert [n["status"] for n in manifest["notebooks"]] == ["ok", "ok"]
+    assert manifest["data_fingerprint"]["source"] == "synthetic"
+    assert "pandas" in manifest["versions"]
+    assert "Title of 01_first" in (run_dir / "index.html").read_text()
+    assert any("[2/2] 02_second: ok" in line for line in lines)
+    assert not list((tmp_path / "reports").glob(".staging-*"))
+
+
+def test_failed_notebook_keeps_traceback_and_latest(notebooks, tmp_path):
+    good = run_reports(_config(notebooks, tmp_path), run_id="good", log=lambda _: None)
+    with pytest.raises(RunFailed, match="02_second.ipynb failed"):
+        run_reports(_config(notebooks, tmp_path, fail=True), run_id="bad", log=lambda _: None)
+    reports = tmp_path / "reports"
+    assert (reports / "latest").resolve() == good.resolve()
+    failed = reports / "bad.failed"
+    assert "planted failure" in (failed / "02_second.ipynb").read_text()
+    manifest = json.loads((failed / "manifest.json").read_text())
+    assert manifest["status"] == "failed"
+    assert manifest["notebooks"][-1]["status"] == "failed"
+    assert not (reports / "bad").exists()
+
+
+def test_overlapping_runs_use_separate_folders(notebooks, tmp_path):
+    cfg = _config(notebooks, tmp_path)
+    a = run_reports(cfg, log=lambda _: None)
+    b = run_reports(cfg, log=lambda _: None)
+    assert a != b and a.is_dir() and b.is_dir()
+    assert (tmp_path / "reports" / "latest").resolve() == b.resolve()
+
+
+def test_load_config_overrides_and_errors(tmp_path):
+    cfg_dir = tmp_path / "configs"
+    cfg_dir.mkdir()
+    cfg = cfg_dir / "run.yaml"
+    cfg.write_text("parameters:\n  as_of: '2026-01-01'\n  seed: 1\nnotebooks: ['01']\noutput: out\n")
+    config = load_config(cfg, ["seed=7", "preset=null", "as_of=2026-02-01"])
+    assert config.parameters == {"as_of": "2026-02-01", "seed": 7, "preset": None}
+    assert config.notebooks == ["01"]
+    assert config.output == tmp_path / "out"
+    with pytest.raises(ParameterError, match="not of the form key=value"):
+        load_config(cfg, ["seed"])
+    cfg.write_text("paramters: {}\n")
+    with pytest.raises(ParameterError, match=r"unknown config keys \['paramters'\]"):
+        load_config(cfg)
