@@ -1,0 +1,109 @@
+"""The one place where "transactions -> customer features -> segments" is wired.
+
+Notebooks 03-07 call :func:`segment_customers` to get exactly the segments notebook 02 shows
+(same data, same ``as_of``, same seed -> same numbers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from segmentation import privacy
+from segmentation.data import Store
+from segmentation.features import behaviour_columns, customer_features, demographics, encode_demographics
+from segmentation.rfm import rfm_scores, rfm_segments
+from segmentation.segments import Segmenter
+
+__all__ = ["CustomerSegments", "segment_customers", "USES"]
+
+USES = ("behaviour", "demographics", "both")
+
+
+@dataclass
+class CustomerSegments:
+    """Result of :func:`segment_customers`.
+
+    Attributes
+    ----------
+    table : DataFrame
+        Index ``customer_id`` (customers who consented to profiling and bought before
+        ``as_of``): the behaviour features, the demographics (when known), ``r_score, f_score,
+        m_score, fm_score, rfm_cell, rfm_segment`` and ``segment``.
+    model : Segmenter
+        The fitted segmenter (its ``selection_`` holds the k table).
+    features : list of str
+        The columns the model was fitted on.
+    excluded_no_consent : int
+        Customers left out for lack of profiling consent (counted in aggregates only).
+    mapping : DataFrame or None
+        How this run's segments were matched to the previous run's (``model_dir``).
+    """
+
+    table: pd.DataFrame
+    model: Segmenter
+    features: list[str]
+    excluded_no_consent: int
+    mapping: pd.DataFrame | None = None
+
+
+def segment_customers(
+    store: Store,
+    as_of: str | pd.Timestamp,
+    *,
+    random_state: int = 0,
+    n_clusters: int | str = "auto",
+    method: str = "kmeans",
+    k_range: tuple[int, int] = (2, 10),
+    use: str = "behaviour",
+    model_dir: str | Path | None = None,
+) -> CustomerSegments:
+    """Customer features, RFM segments and behavioural segments for every consenting customer.
+
+    Parameters
+    ----------
+    store : Store
+        From :func:`segmentation.data.load_store`.
+    as_of : str or Timestamp
+        Analysis date.
+    random_state, n_clusters, method, k_range
+        Passed to :class:`~segmentation.segments.Segmenter`.
+    use : {"behaviour", "demographics", "both"}
+        What to segment on; demographics need a customers table.
+    model_dir : path, optional
+        Where the previous run's model lives (``segmenter.joblib``): when present, this run's
+        segment ids are aligned to it (stable identity across scheduled runs); the new model
+        and its mapping are saved there afterwards.
+    """
+    if use not in USES:
+        raise ValueError(f"use must be one of {USES}, got {use!r}")
+    features = customer_features(store.transactions, as_of)
+    allowed, excluded = privacy.consented(features.index, store.customers, "profiling")
+    features = features.loc[allowed]
+    demo = demographics(store.customers, as_of).reindex(features.index)
+    columns: list[str] = []
+    model_input = pd.DataFrame(index=features.index)
+    if use in ("behaviour", "both"):
+        columns += behaviour_columns(features)
+        model_input = model_input.join(features[behaviour_columns(features)])
+    if use in ("demographics", "both"):
+        if demo.empty or demo.shape[1] == 0:
+            raise ValueError("use='demographics' needs a customers table with age, region or household")
+        encoded = encode_demographics(demo)
+        columns += list(encoded.columns)
+        model_input = model_input.join(encoded)
+    model = Segmenter(n_clusters, method=method, k_range=k_range, features=columns, random_state=random_state).fit(model_input)
+    mapping = None
+    if model_dir is not None:
+        path = Path(model_dir) / "segmenter.joblib"
+        if path.is_file():
+            previous = Segmenter.load(path)
+            mapping = model.align_to(previous, model_input.reindex(columns=previous.feature_names_in_, fill_value=0.0))
+        model.save(path)
+    scores = rfm_scores(features)
+    table = features.join(demo).join(scores)
+    table["rfm_segment"] = rfm_segments(scores)
+    table["segment"] = model.labels_
+    return CustomerSegments(table=table, model=model, features=columns, excluded_no_consent=excluded, mapping=mapping)
