@@ -278,7 +278,7 @@ def generate_store(
     dow = o_date.dayofweek.to_numpy()
     want_weekend = rng.random(n_orders) < P["weekend"].to_numpy()[o_p]
     shift = np.where(want_weekend & (dow < 5), 5 - dow + rng.integers(0, 2, n_orders),
-                     np.where(~want_weekend & (dow >= 5), 7 - dow, 0))
+                     np.where(~want_weekend & (dow >= 5), np.where(rng.random(n_orders) < 0.5, 4 - dow, 7 - dow), 0))
     slot = _choice_rows(rng, P[[f"slot_{s}" for s in SLOTS]].to_numpy(), o_p)
     lo, hi = _SLOT_HOURS[slot, 0], _SLOT_HOURS[slot, 1]
     minutes = (lo * 60 + rng.random(n_orders) * (hi - lo) * 60).astype(np.int64)

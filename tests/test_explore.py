@@ -1,0 +1,68 @@
+"""Exploration aggregates on hand-made transactions with known answers."""
+
+from __future__ import annotations
+
+import ibis
+import matplotlib
+import pandas as pd
+import pytest
+
+from segmentation import explore
+
+matplotlib.use("Agg")
+AS_OF = "2025-03-01"
+
+
+@pytest.fixture()
+def tx():
+    rows = [
+        ("a", "1", "2025-01-06 09:30", "p1", "fresh", 2.0, 5.0),   # Monday
+        ("a", "1", "2025-01-06 09:30", "p2", "treats", 1.0, 10.0),
+        ("b", "2", "2025-01-11 14:00", "p1", "fresh", 1.0, 5.0),   # Saturday
+        ("b", "3", "2025-02-15 14:00", "p2", "treats", 1.0, 10.0),  # Saturday
+        ("b", "R3", "2025-02-20 10:00", "p2", "treats", -1.0, 10.0),
+        ("c", "4", "2025-02-16 20:00", "p3", "home", 10.0, 8.0),  # Sunday
+        ("c", "5", "2025-04-01 10:00", "p3", "home", 1.0, 1.0),   # after as_of
+    ]
+    df = pd.DataFrame(rows, columns=["customer_id", "order_id", "order_date", "product_id", "category", "quantity", "unit_price"])
+    df["order_date"] = pd.to_datetime(df["order_date"])
+    df["amount"] = df["quantity"] * df["unit_price"]
+    df["is_return"] = df["quantity"] < 0
+    return ibis.memtable(df)
+
+
+def test_overview(tx):
+    o = explore.overview(tx, AS_OF).set_index("figure")["value"]
+    assert o["customers"] == "3" and o["orders"] == "4" and o["net revenue"] == "105"
+    assert o["average order value"] == "28.75"  # (20 + 5 + 10 + 80) / 4
+
+
+def test_concentration(tx):
+    curve, stats = explore.revenue_concentration(tx, AS_OF)
+    # spend a=20, b=5, c=80 -> top customer (1/3 of customers) brings 80/105
+    # linear interpolation of the Lorenz curve between 2/3 and 1 of customers
+    assert stats["top20_share"] == pytest.approx(1 - (25 / 105 + (0.8 - 2 / 3) * 3 * 80 / 105))
+    assert curve["revenue_share"].iloc[-1] == pytest.approx(1.0)
+    assert 0 < stats["gini"] < 1
+
+
+def test_category_mix_and_pairs(tx):
+    mix = explore.category_mix(tx, AS_OF)
+    assert mix.loc["home", "revenue"] == 80 and mix.loc["fresh", "orders"] == 2
+    assert mix.loc["treats", "order_penetration"] == pytest.approx(2 / 4)
+    pairs = explore.category_pairs(tx, AS_OF)
+    assert pairs[["a", "b", "baskets"]].values.tolist() == [["fresh", "treats", 1]]
+    assert pairs["lift"].iloc[0] == pytest.approx((1 / 4) / ((2 / 4) * (2 / 4)))
+
+
+def test_baskets_rhythm_trend(tx):
+    b = explore.basket_stats(tx, AS_OF)
+    assert sorted(b["value"]) == [5, 10, 20, 80]
+    r = explore.weekly_rhythm(tx, AS_OF)
+    assert r.loc["Mon", 9] == 1 and r.loc["Sat", 14] == 2 and r.loc["Sun", 20] == 1 and r.to_numpy().sum() == 4
+    m = explore.monthly_trend(tx, AS_OF)
+    assert m["revenue"].tolist() == [25.0, 80.0]
+    n = explore.new_vs_returning(tx, AS_OF)
+    assert n["new_customers"].tolist() == [2, 1] and n["returning_customers"].tolist() == [0, 1]
+    for fig in (explore.plot_baskets(b), explore.plot_weekly_rhythm(r), explore.plot_monthly_trend(m), explore.plot_new_vs_returning(n)):
+        assert fig.axes
