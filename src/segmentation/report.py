@@ -17,7 +17,7 @@ import seaborn as sns
 from segmentation.data import PRESETS, Store, to_pandas
 from segmentation.privacy import suppress_small_groups
 
-__all__ = ["ParameterError", "check_parameters", "check_as_of", "setup", "safe_table", "INDICATOR_NOTE"]
+__all__ = ["ParameterError", "check_parameters", "check_as_of", "setup", "safe_table", "crosstab", "INDICATOR_NOTE"]
 
 
 class ParameterError(ValueError):
@@ -105,3 +105,9 @@ INDICATOR_NOTE = (
     "The psychographic signals below are behavioural indicators computed from what customers buy "
     "and when; they are not measured personality or attitudes."
 )
+
+
+def crosstab(rows: pd.Series, columns: pd.Series, min_group_size: int) -> pd.DataFrame:
+    """Counts of ``rows`` x ``columns`` with cells below ``min_group_size`` shown as blank."""
+    table = pd.crosstab(rows, columns)
+    return table.where(table >= min_group_size).astype("Int64")
