@@ -46,6 +46,7 @@ __all__ = [
     "SuppressionList",
     "erase_customer",
     "export_customer",
+    "scrub_pii",
 ]
 
 KEY_ENV = "SEGMENTATION_PSEUDONYM_KEY"
@@ -356,3 +357,26 @@ def export_customer(customer_id: str, tables: Mapping[str, pd.DataFrame | None])
     if not any(out.values()):
         raise KeyError(f"customer {customer_id!r} not found in any of {sorted(tables)}")
     return {"customer_id": customer_id, "tables": out}
+
+
+_PII_PATTERNS = (
+    (r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", "[email]"),
+    (r"https?://\S+|www\.\S+", "[url]"),
+    (r"\+?\d[\d\s().-]{7,}\d", "[phone]"),
+    (r"\b\d{6,}\b", "[number]"),
+)
+
+
+def scrub_pii(text: pd.Series) -> pd.Series:
+    """Replace e-mail addresses, URLs, phone numbers and long digit runs in free text by
+    placeholders (vectorized regular expressions; the one place where text is scrubbed).
+
+    Examples
+    --------
+    >>> scrub_pii(pd.Series(["mail me: ann.lee@example.com or +44 7700 900123"])).iloc[0]
+    'mail me: [email] or [phone]'
+    """
+    out = text.astype("string")
+    for pattern, placeholder in _PII_PATTERNS:
+        out = out.str.replace(pattern, placeholder, regex=True)
+    return out
