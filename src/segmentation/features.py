@@ -229,11 +229,14 @@ def lifetime_summary(
 
     * ``frequency`` -- number of repeat purchase days (purchase days - 1);
     * ``recency`` -- time from the first to the last purchase day;
-    * ``T`` -- time from the first purchase day to ``as_of`` (the end of the calibration period);
+    * ``T`` -- time from the first purchase day to the last day of the calibration period
+      (the day before ``as_of``: purchases on it still count);
     * ``monetary_value`` -- mean value of the repeat purchase days (0 when ``frequency == 0``).
 
     This matches ``lifetimes.utils.summary_data_from_transaction_data`` with
-    ``observation_period_end = as_of`` and ``freq = time_unit``.
+    ``observation_period_end = as_of - 1 day`` and ``freq = time_unit``, and reproduces the
+    published CDNOW calibration data (T = 38.86 weeks for a customer who first bought on
+    1997-01-01, with ``as_of = "1997-10-01"``).
 
     Parameters
     ----------
@@ -273,7 +276,7 @@ def lifetime_summary(
     out = pd.DataFrame(index=s.index)
     out["frequency"] = (s["n_days"] - 1).astype("float64")
     out["recency"] = (s["last_day"] - s["first_day"]) / divisor
-    out["T"] = (as_of_day - s["first_day"]) / divisor
+    out["T"] = (as_of_day - 1 - s["first_day"]) / divisor
     repeat_value = s["total"] - s["first_value"]
     out["monetary_value"] = (repeat_value / out["frequency"].where(out["frequency"] > 0)).fillna(0.0)
     out.index = out.index.astype("str")
