@@ -136,3 +136,27 @@ def test_export_gathers_every_table():
     json.dumps(doc)
     with pytest.raises(KeyError, match="not found"):
         export_customer("nobody", tables)
+
+
+def test_subject_requests_end_to_end(tmp_path):
+    from segmentation.data import load_store, to_pandas
+    from segmentation.requests import customer_record, erase
+
+    store = load_store("synthetic", n_customers=300, seed=11, suppress=[])
+    cid = store.customers.loc[store.customers["consent_profiling"], "customer_id"].iloc[0]
+    record = customer_record(store, cid, "2026-01-01", seed=11)
+    tables = record["tables"]
+    assert len(tables["transactions"]) == int((to_pandas(store.transactions)["customer_id"] == cid).sum())
+    assert tables["features_and_segments"][0]["persona"] and len(tables["recommendations"]) > 0
+    assert tables["value_scores"][0]["customer_id"] == cid and tables["pii"][0]["email"].endswith("@example.com")
+    json.dumps(record, default=str)
+    # erasure: stored tables lose the customer, the next load drops them, the audit has a line
+    processed = tmp_path / "data" / "processed"
+    processed.mkdir(parents=True)
+    pd.DataFrame({"customer_id": [cid, "other"], "segment": [1, 2]}).to_parquet(processed / "assignments.parquet")
+    erase(cid, data_dir=tmp_path / "data", reports_dir=tmp_path / "reports", privacy_dir=tmp_path / "data" / "privacy")
+    assert pd.read_parquet(processed / "assignments.parquet")["customer_id"].tolist() == ["other"]
+    suppressed = SuppressionList(tmp_path / "data" / "privacy" / "suppression.txt").ids()
+    again = load_store("synthetic", n_customers=300, seed=11, suppress=suppressed)
+    assert cid not in set(to_pandas(again.transactions)["customer_id"]) and cid not in set(again.customers["customer_id"])
+    assert json.loads((tmp_path / "data" / "privacy" / "audit.jsonl").read_text())["customer_id"] == cid
