@@ -95,7 +95,7 @@ def step_duckdb_summary(path: str):
 
     tx = _load(path)  # noqa: F841 - queried by name below
     t0 = time.perf_counter()
-    s = duckdb.sql(SQL.format(as_of=AS_OF)).arrow().to_pandas().set_index("customer_id")
+    s = duckdb.sql(SQL.format(as_of=AS_OF)).df().set_index("customer_id")
     return time.perf_counter() - t0, s
 
 

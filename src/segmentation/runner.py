@@ -10,7 +10,8 @@ A run
    ``<output>/.staging-<run id>/`` (so overlapping runs never write into each other's folders);
 3. renders each executed notebook to HTML with the code hidden (for stakeholders), writes an
    ``index.html`` and a ``manifest.json`` (parameters, package versions, git commit, input data
-   fingerprint, durations);
+   fingerprint, durations, and the SHA-256 of every table the notebooks saved under
+   ``tables/`` -- byte-identical for the same inputs and parameters);
 4. on success renames the staging folder to ``<output>/<run id>/`` and atomically repoints the
    ``<output>/latest`` symlink; on failure renames it to ``<output>/<run id>.failed/`` (the failed
    notebook keeps its traceback), leaves ``latest`` untouched and raises :class:`RunFailed`.
@@ -393,6 +394,7 @@ def run_reports(config: RunConfig, *, run_id: str | None = None, log=print) -> P
         executed = staging / nb.name
         t0 = time.perf_counter()
         entry = {"notebook": nb.name, "title": _title(nb), "parameters": per_notebook[nb]}
+        os.environ["SEGMENTATION_TABLES_DIR"] = str(staging / "tables" / nb.stem)  # inherited by the kernel
         try:
             pm.execute_notebook(
                 str(nb), str(executed), parameters=per_notebook[nb], kernel_name=config.kernel,
@@ -405,9 +407,14 @@ def run_reports(config: RunConfig, *, run_id: str | None = None, log=print) -> P
             failure = exc
         entry["seconds"] = round(time.perf_counter() - t0, 1)
         manifest["notebooks"].append(entry)
+        os.environ.pop("SEGMENTATION_TABLES_DIR", None)
         log(f"[{i}/{len(notebooks)}] {nb.stem}: {entry['status']} ({entry['seconds']:.1f} s)")
         if failure is not None:
             break
+    manifest["tables"] = {
+        str(p.relative_to(staging)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted((staging / "tables").rglob("*.csv"))
+    }
     manifest["status"] = "failed" if failure else "ok"
     manifest["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     manifest["seconds"] = round(time.perf_counter() - t_run, 1)
