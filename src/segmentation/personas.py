@@ -283,6 +283,8 @@ def build_personas(
     lapsing = (table["frequency"] <= 2) & (table["recency_days"] > table["recency_days"].median())
     traits["lapsing"] = lapsing.groupby(segment).mean() / max(lapsing.mean(), 1e-9) * 100
     traits["returns"] = g["return_rate"].mean() / max(pop["return_rate"], 1e-9) * 100
+    traits["big_baskets"] = g["avg_order_value"].mean() / table["avg_order_value"].mean() * 100
+    traits["newcomers"] = table["tenure_days"].mean() / g["tenure_days"].mean() * 100
 
     cats = category_lift(table, segment)
     demo = _demographics_mix(table, segment)
