@@ -133,3 +133,25 @@ def test_key_dates_only_with_marketing_consent(synthetic):
     p = customer_profile(cid, result.table, store.transactions, personas, result.model, result.features, as_of="2026-01-01",
                          customers=c, key_date_days=30)
     assert p.key_dates.empty and any("no marketing consent" in n for n in p.notes)
+
+
+def test_names_and_narratives_follow_the_rules_on_hand_made_data():
+    n = 30
+    seg = np.repeat([0, 1, 2], n)
+    base = {"recency_days": 10.0, "tenure_days": 300.0, "frequency": 10.0, "monetary": 500.0, "avg_order_value": 50.0,
+            "return_rate": 0.02, "ipi_cv": 0.5, "weekend_share": 0.3, "tod_morning": 0.25, "tod_afternoon": 0.25,
+            "tod_evening": 0.25, "tod_night": 0.25, "novelty_share": 0.3, "ipi_mean_days": 20.0}
+    t = pd.DataFrame([base] * (3 * n), index=[f"c{i}" for i in range(3 * n)])
+    t["segment"] = seg
+    t["discount_share"] = np.where(seg == 1, 0.8, 0.05)
+    t["cat_fresh_produce"] = np.where(seg == 0, 0.7, 0.1)
+    t["cat_staples"] = 1 - t["cat_fresh_produce"]
+    t.loc[t["segment"] == 0, "tod_morning"] = 0.9
+    t.loc[t["segment"] == 2, "frequency"] = 2.0
+    p = build_personas(t, min_group_size=10)
+    names = p.summary["name"].to_dict()
+    assert names[0] == "Health-conscious home cooks" and names[1] == "Bargain hunters"
+    assert names[2] == "Occasional buyers"  # no trait rule fires: plain RFM description
+    assert p.summary.at[0, "narrative"] == ("Health-conscious home cooks: morning shoppers who fill their bags with "
+                                            "fresh produce and staples (above all fresh produce).")
+    assert set(p.actions.loc[p.actions["segment"] == 1, "trait"]) >= {"price_sensitivity"}

@@ -212,6 +212,18 @@ def _assign_names(scores: pd.DataFrame, rules: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["segment", "trait", "name", "phrase", "score"]).set_index("segment")
 
 
+def _rfm_name(means: pd.DataFrame, table: pd.DataFrame) -> pd.Series:
+    """Plain RFM description for personas no trait rule names: recent/dormant, frequent/
+    occasional, big-/low-spending (each when at least 30% away from the average customer)."""
+    ratio = means / table[means.columns].mean()
+    def word(col, high, low):
+        return np.where(ratio[col] >= 1.3, high, np.where(ratio[col] <= 0.7, low, ""))
+    parts = pd.DataFrame({"r": word("recency_days", "dormant", "recent"), "f": word("frequency", "frequent", "occasional"),
+                          "m": word("avg_order_value", "big-spending", "low-spending")}, index=means.index)
+    text = (parts["r"] + " " + parts["f"] + " " + parts["m"]).str.split().str.join(" ")
+    return (text.where(text != "", "everyday") + " buyers").str.capitalize()
+
+
 def _narrative(name: str, phrase: str | None, seg: int, table: pd.DataFrame, segment: pd.Series,
                cats: pd.DataFrame, demo: pd.DataFrame, traits: pd.Series) -> str:
     members = table[segment == seg]
@@ -230,7 +242,8 @@ def _narrative(name: str, phrase: str | None, seg: int, table: pd.DataFrame, seg
         when.append(_SLOTS[slots.idxmax()])
     when = " ".join(w for w in when if w)
     who = ", ".join([*words, f"{when} shoppers"]) if when else " ".join([*words, "shoppers"])
-    top = cats[cats["segment"] == seg]["category"].head(2).str.replace("_", " ").tolist()
+    mine = cats[(cats["segment"] == seg) & (cats["lift"] >= 1.1)]
+    top = mine["category"].head(2).str.replace("_", " ").tolist()
     what = phrase or (f"favour {' and '.join(top)}" if top else "buy across the range")
     extra = []
     if traits.get("indulgence", 100) >= 115 and "indulg" not in name.lower():
@@ -311,11 +324,15 @@ def build_personas(
     summary["suppressed"] = summary["customers"] < min_group_size
 
     names = _assign_names(_trait_scores(traits), NAME_RULES)
-    fallback = cats.groupby("segment")["category"].first().str.replace("_", " ").str.capitalize() + " shoppers"
+    unnamed = traits.index.difference(names.index)
+    if len(unnamed):  # weaker traits still name the rest (each name once), before falling back on categories
+        left = _trait_scores(traits).loc[unnamed, [c for c in traits.columns if c not in set(names["trait"])]]
+        names = pd.concat([names, _assign_names(left, NAME_RULES.assign(min_score=0.05))])
+    fallback = _rfm_name(g[["recency_days", "frequency", "avg_order_value"]].mean(), table)
     summary["trait"] = names["trait"]
     summary["name"] = names["name"]
     no_name = summary["name"].isna()
-    summary.loc[no_name, "name"] = fallback.reindex(summary.index[no_name]).fillna("Everyday shoppers")
+    summary.loc[no_name, "name"] = fallback.reindex(summary.index[no_name])
     dup = summary["name"].duplicated(keep=False)
     summary.loc[dup, "name"] = summary.loc[dup, "name"] + " (segment " + summary.index[dup].astype(str) + ")"
     summary["narrative"] = [
