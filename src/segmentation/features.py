@@ -20,7 +20,7 @@ import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
-from segmentation.data import to_pandas
+from segmentation.data import materialize, to_pandas
 
 __all__ = [
     "customer_features",
@@ -116,6 +116,7 @@ def customer_features(
         ts=buys.order_date.min(),
         value=buys.amount.sum(),
         units=buys.quantity.sum(),
+        lines=buys.count(),
         channel=buys.channel.max(),
     )
     orders = orders.mutate(
@@ -125,15 +126,16 @@ def customer_features(
     )
     w = ibis.window(group_by=orders.customer_id, order_by=[orders.ts, orders.order_id])
     orders = orders.mutate(gap=(orders.ts.epoch_seconds() - orders.ts.epoch_seconds().lag().over(w)) / _SECONDS_PER_DAY)
+    orders = materialize(ibis.get_backend(t), orders)  # order-sized; computed once, read by two queries
     recent_from = as_of_ts - pd.Timedelta(days=TREND_WINDOW_DAYS)
     earlier_from = as_of_ts - pd.Timedelta(days=2 * TREND_WINDOW_DAYS)
     h = orders.hour
     per_customer = orders.group_by("customer_id").aggregate(
         first_purchase=orders.ts.min(),
         last_purchase=orders.ts.max(),
-        first_day=orders.day.min(),
-        last_day=orders.day.max(),
         frequency=orders.count(),
+        lines=orders.lines.sum(),
+        first_order_lines=orders.lines.argmin(orders.ts),
         gross=orders.value.sum(),
         units=orders.units.sum(),
         ipi_mean_days=orders.gap.mean(),
@@ -157,14 +159,6 @@ def customer_features(
     # --- mixes: channel (per order), category (per spend) -------------------------------------
     channel_mix = to_pandas(orders.group_by(["customer_id", "channel"]).aggregate(n=orders.count()))
     category_mix = to_pandas(buys.group_by(["customer_id", "category"]).aggregate(v=buys.amount.sum()))
-    # --- novelty: lines whose product is new to the customer, after their first order ---------
-    first_order = orders.group_by("customer_id").aggregate(first_ts=orders.ts.min())
-    first_buy = buys.group_by(["customer_id", "product_id"]).aggregate(product_first=buys.order_date.min())
-    later = buys.join(first_order, "customer_id").join(first_buy, ["customer_id", "product_id"])
-    later = later.filter(later.order_date > later.first_ts)
-    novelty = to_pandas(later.group_by("customer_id").aggregate(
-        novelty_share=(later.order_date == later.product_first).cast("float64").mean()))
-
     out = pd.DataFrame(index=f.index)
     out["first_purchase"] = f["first_purchase"]
     out["last_purchase"] = f["last_purchase"]
@@ -196,7 +190,12 @@ def customer_features(
     shares = out[[c for c in mix_cols if c.startswith("cat_")]].to_numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
         out["category_entropy"] = -np.nansum(np.where(shares > 0, shares * np.log(shares), 0.0), axis=1)
-    out["novelty_share"] = novelty.set_index("customer_id")["novelty_share"].reindex(out.index)
+    # novelty: of the purchase lines after the first order, the share that bring a product new to
+    # the customer: (distinct products - first-basket lines) / lines after the first basket
+    # (a product is one line per basket; a product repeated within the first basket makes it a
+    # slight under-estimate)
+    later_lines = f["lines"] - f["first_order_lines"]
+    out["novelty_share"] = ((f["n_products"] - f["first_order_lines"]) / later_lines.where(later_lines > 0)).clip(0.0, 1.0)
     out["n_products"] = f["n_products"].fillna(0).astype("float64")
     out.index = out.index.astype("str")
     out.index.name = "customer_id"
@@ -265,10 +264,9 @@ def lifetime_summary(
         last_day=days.day.max(),
         n_days=days.count(),
         total=days.value.sum(),
+        first_value=days.value.argmin(days.day),  # value of the first purchase day, no self-join
     )
-    first_value = days.join(summary.select("customer_id", "first_day"), "customer_id")
-    first_value = first_value.filter(first_value.day == first_value.first_day).select("customer_id", first_value=first_value.value)
-    s = to_pandas(summary.join(first_value, "customer_id")).set_index("customer_id")
+    s = to_pandas(summary).set_index("customer_id")
     as_of_day = as_of_ts.normalize().value // 10**9 // _SECONDS_PER_DAY
     if start is not None:
         start_day = pd.Timestamp(start).normalize().value // 10**9 // _SECONDS_PER_DAY
