@@ -128,7 +128,7 @@ def test_key_dates_only_with_marketing_consent(synthetic):
     c.loc[c["customer_id"] == cid, ["birth_date", "consent_marketing"]] = [pd.Timestamp("1970-01-10"), True]
     p = customer_profile(cid, result.table, store.transactions, personas, result.model, result.features, as_of="2026-01-01",
                          customers=c, key_date_days=30)
-    assert p.key_dates.set_index("occasion").loc["birthday", "in_days"] == 9
+    assert p.key_dates.set_index("event").loc["birthday", "days_until"] == 9
     c.loc[c["customer_id"] == cid, "consent_marketing"] = False
     p = customer_profile(cid, result.table, store.transactions, personas, result.model, result.features, as_of="2026-01-01",
                          customers=c, key_date_days=30)

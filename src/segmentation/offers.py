@@ -19,13 +19,13 @@ and returns ``(table, n_excluded_for_lack_of_consent)``.
 from __future__ import annotations
 
 import re
-from importlib import resources
 
 import numpy as np
 import pandas as pd
 
 from segmentation.features import demographics
 from segmentation.privacy import consented
+from segmentation.schema import rules_table
 
 __all__ = [
     "OFFER_RULES",
@@ -41,21 +41,16 @@ __all__ = [
 ]
 
 
-def _rules(name: str) -> pd.DataFrame:
-    with resources.files("segmentation").joinpath(f"rules/{name}").open("r", encoding="utf-8") as fh:
-        return pd.read_csv(fh)
-
-
 #: Promotion rules, first match wins per (group, category): a group whose ``lift`` for the
 #: category is in ``[min_lift, max_lift)`` and whose discount sensitivity is in
 #: ``[min_discount_sensitivity, max_discount_sensitivity)`` gets ``offer`` (action ``discount`` or
 #: ``feature``), sent to the group's ``buyers`` of the category, its ``non_buyers`` or ``all``.
 #: ``offer`` and ``reason`` may use ``{group}, {category}, {lift}, {sensitivity}`` (a numeric
 #: group label reads "segment 3").
-OFFER_RULES: pd.DataFrame = _rules("offer_rules.csv")
+OFFER_RULES: pd.DataFrame = rules_table("offer_rules")
 #: Loyalty tiers, best first: a customer gets the first tier whose percentile thresholds on net
 #: spend (``min_monetary_pct``) and frequency (``min_frequency_pct``) both hold (0-100).
-LOYALTY_TIERS: pd.DataFrame = _rules("loyalty_tiers.csv")
+LOYALTY_TIERS: pd.DataFrame = rules_table("loyalty_tiers")
 
 
 def _require(df: pd.DataFrame, columns: list[str], name: str) -> None:

@@ -24,7 +24,6 @@ product lifts (O(lines)).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from importlib import resources
 
 import ibis
 import matplotlib.pyplot as plt
@@ -33,6 +32,7 @@ import pandas as pd
 import seaborn as sns
 
 from segmentation.data import to_pandas
+from segmentation.schema import rules_table
 
 __all__ = [
     "INDEX_RULES",
@@ -48,14 +48,9 @@ __all__ = [
 ]
 
 
-def _rules(name: str) -> pd.DataFrame:
-    with resources.files("segmentation").joinpath(f"rules/{name}.csv").open("r", encoding="utf-8") as fh:
-        return pd.read_csv(fh)
-
-
-INDEX_RULES: pd.DataFrame = _rules("persona_indices")
-NAME_RULES: pd.DataFrame = _rules("persona_names")
-ACTION_RULES: pd.DataFrame = _rules("persona_actions")
+INDEX_RULES: pd.DataFrame = rules_table("persona_indices")
+NAME_RULES: pd.DataFrame = rules_table("persona_names")
+ACTION_RULES: pd.DataFrame = rules_table("persona_actions")
 _SLOTS = {"tod_morning": "morning", "tod_afternoon": "afternoon", "tod_evening": "evening", "tod_night": "late-night"}
 
 

@@ -18,6 +18,7 @@ import pandas as pd
 
 from segmentation import privacy
 from segmentation.data import to_pandas
+from segmentation.offers import upcoming_key_dates
 from segmentation.personas import Personas, behaviour_indices
 from segmentation.segments import Segmenter
 
@@ -64,19 +65,6 @@ def example_customer(table: pd.DataFrame) -> str:
     dist = (np.log1p(members["monetary"]) - np.log1p(members["monetary"]).median()).abs() + \
            (np.log1p(members["frequency"]) - np.log1p(members["frequency"]).median()).abs()
     return str(dist.sort_values(kind="stable").index[0])
-
-
-def _next_occurrence(dates: pd.Series, as_of: pd.Timestamp) -> pd.Series:
-    """Next anniversary of each date on or after ``as_of`` (29 February -> 28 February in
-    non-leap years)."""
-    d = pd.to_datetime(dates)
-    month, day = d.dt.month, d.dt.day
-    def at(year):
-        is_leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
-        dd = np.where((month == 2) & (day == 29) & ~is_leap, 28, day)
-        return pd.to_datetime(pd.DataFrame({"year": year, "month": month, "day": dd}), errors="coerce")
-    this = at(np.full(len(d), as_of.year))
-    return this.where(this >= as_of.normalize(), at(np.full(len(d), as_of.year + 1)))
 
 
 def customer_profile(
@@ -149,20 +137,13 @@ def customer_profile(
     if products is not None and "name" in products:
         prods.insert(0, "name", products.drop_duplicates("product_id").set_index("product_id")["name"].reindex(prods.index))
 
-    key_dates = pd.DataFrame(columns=["occasion", "date", "in_days"])
+    key_dates = pd.DataFrame(columns=["event", "date", "days_until", "years"])
     if customers is not None:
-        c = customers[customers["customer_id"].astype(str) == customer_id]
-        ok, _ = privacy.consented(pd.Index([customer_id]), customers, "marketing")
-        if len(ok) == 0:
+        own = customers[customers["customer_id"].astype(str) == customer_id]
+        if not privacy.consented(pd.Index([customer_id]), customers, "marketing")[0].size:
             notes.append("Key dates: not shown (no marketing consent).")
-        else:
-            rows = []
-            for col, label in (("birth_date", "birthday"), ("signup_date", "membership anniversary")):
-                if col in c and c[col].notna().any():
-                    nxt = _next_occurrence(c[col], as_of).iloc[0]
-                    if pd.notna(nxt) and (nxt - as_of.normalize()).days <= key_date_days:
-                        rows.append((label, nxt.date(), (nxt - as_of.normalize()).days))
-            key_dates = pd.DataFrame(rows, columns=["occasion", "date", "in_days"])
+        elif {"birth_date", "signup_date"} & set(own.columns):
+            key_dates = upcoming_key_dates(own, as_of, days=key_date_days)[0].drop(columns="customer_id")
     fb = None
     if feedback is not None:
         fb = feedback[feedback["customer_id"].astype(str) == customer_id].drop(columns=["customer_id"])

@@ -9,22 +9,17 @@ grid belongs to exactly one segment). Pass your own table as ``mapping`` to chan
 
 from __future__ import annotations
 
-from importlib import resources
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from segmentation.schema import rules_table
+
 __all__ = ["RFM_SEGMENTS", "rfm_scores", "rfm_segments", "rfm_summary", "plot_rfm_grid"]
 
 
-def _load_rules() -> pd.DataFrame:
-    with resources.files("segmentation").joinpath("rules/rfm_segments.csv").open("r", encoding="utf-8") as fh:
-        return pd.read_csv(fh)
-
-
 #: The editable segment grid (see the module docstring).
-RFM_SEGMENTS: pd.DataFrame = _load_rules()
+RFM_SEGMENTS: pd.DataFrame = rules_table("rfm_segments")
 
 
 def _score(values: pd.Series, bins: int, higher_is_better: bool = True) -> pd.Series:

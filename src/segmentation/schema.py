@@ -30,6 +30,7 @@ __all__ = [
     "EVENT_VOCABULARY",
     "required_columns",
     "column_names",
+    "rules_table",
 ]
 
 
@@ -128,3 +129,14 @@ def column_names(table: str) -> list[str]:
 def required_columns(table: str) -> list[str]:
     """Required canonical column names of ``table``."""
     return [c.name for c in TABLES[table] if c.required]
+
+
+def rules_table(name: str) -> "pd.DataFrame":
+    """An editable business-rule table shipped in ``segmentation/rules/<name>.csv``
+    (RFM segments, persona indices/names/actions, offers, loyalty tiers)."""
+    from importlib import resources
+
+    import pandas as pd
+
+    with resources.files("segmentation").joinpath(f"rules/{name}.csv").open("r", encoding="utf-8") as fh:
+        return pd.read_csv(fh)
