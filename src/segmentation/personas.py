@@ -10,7 +10,8 @@ A persona is built from data only -- never from a hard-coded segment-number-to-n
   a minimum support so that rare items do not dominate;
 * **who they are** -- size, share of customers and revenue, demographics against the population;
 * **name, narrative and actions** -- the most distinctive trait picks a name from
-  ``rules/persona_names.csv`` (each name used once, assigned greedily by trait strength); the
+  ``rules/persona_names.csv`` (each name used once, assigned greedily by trait strength times
+  the rule's ``weight``, so that identity traits outrank side traits such as returns); the
   narrative is a template filled with the strongest traits; actions come from
   ``rules/persona_actions.csv``. All three tables are editable.
 
@@ -196,7 +197,9 @@ def _assign_names(scores: pd.DataFrame, rules: pd.DataFrame) -> pd.DataFrame:
     """Greedy unique assignment: strongest (segment, trait) pair first, each trait once."""
     long = scores.stack().rename("score").reset_index()
     long.columns = ["segment", "trait", "score"]
-    long = long.merge(rules, on="trait").query("score >= min_score").sort_values("score", ascending=False)
+    long = long.merge(rules, on="trait")
+    long["score"] = long["score"] * long["weight"]  # identity traits outrank side traits (e.g. returns)
+    long = long.query("score >= min_score").sort_values("score", ascending=False)
     taken_seg, taken_trait, rows = set(), set(), []
     for r in long.itertuples():  # at most segments x traits rows (a few dozen)
         if r.segment in taken_seg or r.trait in taken_trait:
@@ -318,9 +321,10 @@ def build_personas(
         notes.append("Churn risk and expected value: not computed here (pass values= from segmentation.value).")
     summary["suppressed"] = summary["customers"] < min_group_size
 
-    names = _assign_names(_trait_scores(traits), NAME_RULES)
-    unnamed = traits.index.difference(names.index)
-    if len(unnamed):  # weaker traits still name the rest (each name once), before falling back on categories
+    shown = summary.index[~summary["suppressed"]]  # suppressed personas take no name from the others
+    names = _assign_names(_trait_scores(traits).loc[shown], NAME_RULES)
+    unnamed = shown.difference(names.index)
+    if len(unnamed):  # weaker traits still name the rest (each name once), before the plain RFM description
         left = _trait_scores(traits).loc[unnamed, [c for c in traits.columns if c not in set(names["trait"])]]
         names = pd.concat([names, _assign_names(left, NAME_RULES.assign(min_score=0.05))])
     fallback = _rfm_name(g[["recency_days", "frequency", "avg_order_value"]].mean(), table)
