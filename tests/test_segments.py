@@ -70,11 +70,21 @@ def test_largest_share_guard_rejects_degenerate_k():
     big = rng.normal(0, 0.3, (970, 2))
     small = np.vstack([rng.normal(8, 0.3, (10, 2)), rng.normal(-8, 0.3, (10, 2)), rng.normal([8, -8], 0.3, (10, 2))])
     X = pd.DataFrame(np.vstack([big, small]), columns=["a", "b"])
-    unguarded = Segmenter(skew=None, max_largest_share=1.0, k_range=(2, 6)).fit(X)
-    guarded = Segmenter(skew=None, max_largest_share=0.6, k_range=(2, 6)).fit(X)
+    unguarded = Segmenter(skew=None, max_largest_share=1.0, min_segment_share=0.0, k_range=(2, 6)).fit(X)
+    guarded = Segmenter(skew=None, max_largest_share=0.6, min_segment_share=0.0, k_range=(2, 6)).fit(X)
     assert unguarded.selection_.set_index("k").loc[unguarded.n_clusters_, "largest_share"] > 0.9
     assert guarded.selection_.set_index("k").loc[guarded.n_clusters_, "largest_share"] <= 0.6
     assert (guarded.selection_["eligible"] == (guarded.selection_["largest_share"] <= 0.6)).all()
+
+
+def test_small_segment_guard():
+    X, _ = _blobs(n=1000, k=3)
+    outliers = pd.DataFrame(np.full((5, 5), 50.0), columns=X.columns)  # 0.5% far away
+    data = pd.concat([X, outliers], ignore_index=True)
+    free = Segmenter(min_segment_share=0.0, k_range=(2, 6)).fit(data)
+    guarded = Segmenter(k_range=(2, 6)).fit(data)
+    assert free.selection_.set_index("k").loc[free.n_clusters_, "smallest_share"] < 0.02
+    assert guarded.selection_.set_index("k").loc[guarded.n_clusters_, "smallest_share"] >= 0.02
 
 
 @pytest.mark.parametrize("method", ["gmm", "agglomerative", "hdbscan"])

@@ -8,8 +8,9 @@ every k in ``k_range`` and picks one by a documented rule; the table is in ``sel
 The automatic choice
 --------------------
 Among the k whose largest segment holds at most ``max_largest_share`` of customers (the guard
-against the degenerate "one giant cluster" solutions that score a high silhouette), take the k
-with the highest silhouette; when two k are within 0.01 silhouette, the one with the higher
+against the degenerate "one giant cluster" solutions that score a high silhouette) and whose
+smallest segment holds at least ``min_segment_share`` (no segment too small to act on or to
+report), take the k with the highest silhouette; when two k are within 0.01 silhouette, the one with the higher
 Calinski-Harabasz score wins. Override with an integer ``n_clusters``.
 
 Cost: the pipeline is O(n d); KMeans O(n k d n_init) per k; silhouette is O(s^2) on one cached
@@ -83,8 +84,8 @@ class Segmenter(BaseEstimator):
     features : list of str, optional
         Columns to use; default: every numeric column.
     random_state : int
-    max_largest_share : float
-        Guard of the automatic choice (see the module docstring).
+    max_largest_share, min_segment_share : float
+        Guards of the automatic choice (see the module docstring).
     silhouette_sample : int
         Rows of the one cached silhouette sample.
     n_init : int
@@ -101,7 +102,7 @@ class Segmenter(BaseEstimator):
         Segment centroids in the transformed space (index = segment id).
     selection_ : DataFrame or None
         One row per k: ``silhouette, calinski_harabasz, davies_bouldin, inertia, bic,
-        largest_share, eligible, chosen``.
+        largest_share, smallest_share, eligible, chosen``.
     feature_names_in_ : list of str
     mapping_ : DataFrame or None
         After :meth:`align_to`: how this fit's segments map to the previous ids.
@@ -118,8 +119,9 @@ class Segmenter(BaseEstimator):
         features: list[str] | None = None,
         random_state: int = 0,
         max_largest_share: float = 0.6,
+        min_segment_share: float = 0.02,
         silhouette_sample: int = 10000,
-        n_init: int = 4,
+        n_init: int = 10,
         fit_sample: int = 20000,
     ):
         self.n_clusters = n_clusters
@@ -130,6 +132,7 @@ class Segmenter(BaseEstimator):
         self.features = features
         self.random_state = random_state
         self.max_largest_share = max_largest_share
+        self.min_segment_share = min_segment_share
         self.silhouette_sample = silhouette_sample
         self.n_init = n_init
         self.fit_sample = fit_sample
@@ -225,9 +228,10 @@ class Segmenter(BaseEstimator):
                 "inertia": getattr(model, "inertia_", np.nan),
                 "bic": model.bic(Z) if self.method == "gmm" else np.nan,
                 "largest_share": np.bincount(labels).max() / len(labels),
+                "smallest_share": np.bincount(labels).min() / len(labels),
             })
         table = pd.DataFrame(rows)
-        table["eligible"] = table["largest_share"] <= self.max_largest_share
+        table["eligible"] = (table["largest_share"] <= self.max_largest_share) & (table["smallest_share"] >= self.min_segment_share)
         pool = table[table["eligible"]] if table["eligible"].any() else table
         best = pool["silhouette"].max()
         near = pool[pool["silhouette"] >= best - 0.01]
