@@ -749,11 +749,17 @@ def load_store(
         max_age_days=max_age_days, suppress=suppressed, con=con, drop_free_items=drop_free_items,
     )
     extra = []
-    for tname, df in (("customers", customers), ("events", events), ("feedback", feedback), ("pii", pii), ("truth", truth)):
-        if df is not None and suppressed and "customer_id" in df.columns:
-            mask = df["customer_id"].isin(suppressed)
-            extra.append((tname, "suppressed_customer", int(mask.sum()), "dropped", "erased on request"))
-            df.drop(index=df.index[mask], inplace=True)
+
+    def _suppress(tname: str, df: pd.DataFrame | None) -> pd.DataFrame | None:
+        if df is None or not suppressed or "customer_id" not in df.columns:
+            return df
+        mask = df["customer_id"].isin(suppressed)
+        extra.append((tname, "suppressed_customer", int(mask.sum()), "dropped", "erased on request"))
+        return df[~mask].reset_index(drop=True)
+
+    customers, events, feedback, pii, truth = (
+        _suppress(n, df) for n, df in (("customers", customers), ("events", events), ("feedback", feedback), ("pii", pii), ("truth", truth))
+    )
     if events is not None and as_of is not None:
         after = events["timestamp"] >= pd.Timestamp(as_of)
         extra.append(("events", "after_as_of", int(after.sum()), "dropped", f"on or after as_of {as_of}"))

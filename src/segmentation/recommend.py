@@ -348,7 +348,7 @@ class Recommender(BaseEstimator):
         # returned and not bought again since: last return at or after the last purchase of the item
         event = pd.DataFrame({"key": cust_codes.astype(np.int64) * n_i + item_codes, "date": tx["order_date"].to_numpy(), "buy": is_buy})
         last_event = event.groupby(["key", "buy"])["date"].max().unstack()
-        gone = last_event.index[last_event.get(False, pd.Series(pd.NaT, index=last_event.index)) >= last_event.get(True, pd.Series(pd.NaT, index=last_event.index)).fillna(pd.Timestamp.min)]
+        gone = last_event.index[last_event.get(False, pd.Series(pd.NaT, index=last_event.index)) >= last_event.get(True, pd.Series(pd.NaT, index=last_event.index)).fillna(pd.Timestamp.min.as_unit("us"))]
         returned = _binary_matrix(*np.divmod(gone.to_numpy(), n_i), (n_c, n_i)).astype(float)
         habitual = n_orders.copy()
         habitual.data = (habitual.data >= self.habit_orders).astype(float)

@@ -159,7 +159,7 @@ class Segmenter(BaseEstimator):
         if self.method == "agglomerative":
             return AgglomerativeClustering(n_clusters=k, linkage="ward")
         if self.method == "hdbscan":
-            return HDBSCAN(min_cluster_size=max(10, k))
+            return HDBSCAN(min_cluster_size=max(10, k), copy=True)
         raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
 
     def _fit_labels(self, Z: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, Any]:

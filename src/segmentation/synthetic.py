@@ -254,7 +254,7 @@ def generate_store(
     n_cand = rng.poisson(lam * season_max * window / 7.0)
     cust = np.repeat(np.arange(n_customers), n_cand)
     t = birth_day[cust] + rng.random(len(cust)) * window[cust]
-    day_of_year = (t_start + pd.to_timedelta(t, unit="D")).dayofyear.to_numpy()
+    day_of_year = (t_start + pd.to_timedelta(t, unit="D")).day_of_year.to_numpy()
     season = 1.0 + 0.5 * (day_of_year >= 335) + 0.15 * ((day_of_year >= 170) & (day_of_year <= 240))
     keep = rng.random(len(t)) < season / season_max
     cust, t = cust[keep], t[keep]
@@ -275,7 +275,7 @@ def generate_store(
 
     # day of week preference, time of day slot
     o_date = t_start + pd.to_timedelta(np.floor(o_day), unit="D")
-    dow = o_date.dayofweek.to_numpy()
+    dow = o_date.day_of_week.to_numpy()
     want_weekend = rng.random(n_orders) < P["weekend"].to_numpy()[o_p]
     shift = np.where(want_weekend & (dow < 5), 5 - dow + rng.integers(0, 2, n_orders),
                      np.where(~want_weekend & (dow >= 5), np.where(rng.random(n_orders) < 0.5, 4 - dow, 7 - dow), 0))
