@@ -59,6 +59,7 @@ __all__ = [
     "quality_summary",
     "to_pandas",
     "materialize",
+    "connect_from_environment",
 ]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -196,6 +197,20 @@ def materialize(con: Any, expr: ir.Table) -> ir.Table:
     except (TypeError, NotImplementedError):  # backends without temporary tables
         con.create_table(name, expr)
     return con.table(name)
+
+
+BACKEND_ENV, BACKEND_OPTIONS_ENV = "SEGMENTATION_BACKEND", "SEGMENTATION_BACKEND_OPTIONS"
+
+
+def connect_from_environment() -> Any:
+    """The engine a report run asked for (``backend`` and ``backend_options`` in the run
+    config, passed by the runner as ``$SEGMENTATION_BACKEND`` and a JSON
+    ``$SEGMENTATION_BACKEND_OPTIONS``), so the notebooks themselves never change; DuckDB when
+    unset."""
+    import json
+
+    options = json.loads(os.environ.get(BACKEND_OPTIONS_ENV) or "{}")
+    return connect(os.environ.get(BACKEND_ENV) or "duckdb", **options)
 
 
 def to_pandas(expr: ir.Table) -> pd.DataFrame:
@@ -695,7 +710,7 @@ def load_store(
     -------
     Store
     """
-    con = con or connect()
+    con = con or connect_from_environment()
     preset = preset or ("synthetic" if isinstance(source, str) and source == "synthetic" else None)
     if preset is not None and preset not in PRESETS:
         raise DataContractError(f"unknown preset {preset!r}; choose one of {list(PRESETS)} or None for canonical columns")

@@ -87,6 +87,11 @@ class RunConfig:
         Jupyter kernel name.
     timeout : int
         Per-cell execution timeout in seconds.
+    backend : str
+        Transaction-scale engine: ``duckdb`` (default) or ``pyspark``.
+    backend_options : dict
+        Passed to :func:`segmentation.data.connect`, e.g. ``{"memory_limit": "8GB"}`` or
+        ``{"master": "spark://host:7077"}``.
     """
 
     parameters: dict[str, Any] = field(default_factory=dict)
@@ -95,6 +100,8 @@ class RunConfig:
     notebook_dir: Path = DEFAULT_NOTEBOOK_DIR
     kernel: str = "segmentation"
     timeout: int = 1800
+    backend: str = "duckdb"
+    backend_options: dict[str, Any] = field(default_factory=dict)
 
 
 def _plain(value: Any) -> Any:
@@ -136,7 +143,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not isinstance(raw, dict):
             raise ParameterError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
         base = path.resolve().parent.parent
-    known = {"parameters", "notebooks", "output", "notebook_dir", "kernel", "timeout"}
+    known = {"parameters", "notebooks", "output", "notebook_dir", "kernel", "timeout", "backend", "backend_options"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ParameterError(f"{path}: unknown config keys {unknown}; allowed: {sorted(known)}")
@@ -165,6 +172,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         notebook_dir=_path(raw.get("notebook_dir"), DEFAULT_NOTEBOOK_DIR),
         kernel=str(raw.get("kernel", "segmentation")),
         timeout=int(raw.get("timeout", 1800)),
+        backend=str(raw.get("backend", "duckdb")),
+        backend_options=dict(raw.get("backend_options") or {}),
     )
 
 
@@ -385,10 +394,13 @@ def run_reports(config: RunConfig, *, run_id: str | None = None, log=print) -> P
         "versions": _versions(),
         "git_commit": _git_commit(),
         "data_fingerprint": fingerprint(config.parameters),
+        "backend": {"name": config.backend, "options": config.backend_options},
         "status": "running",
     }
     t_run = time.perf_counter()
     failure: BaseException | None = None
+    os.environ["SEGMENTATION_BACKEND"] = config.backend  # read by data.load_store in the kernels
+    os.environ["SEGMENTATION_BACKEND_OPTIONS"] = json.dumps(config.backend_options)
     for i, nb in enumerate(notebooks, 1):
         log(f"[{i}/{len(notebooks)}] {nb.stem} ...")
         executed = staging / nb.name
