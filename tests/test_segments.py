@@ -1,4 +1,6 @@
-"""Segmentation: recovery of planted personas, k choice guard, predict, persistence, stability, identity."""
+"""Segmenter on hand-made data with known answers: k choice and its guards, methods, predict,
+persistence, stability, identity across runs, explanations. The synthetic-store and real-data
+runs are in test_pipeline.py."""
 
 from __future__ import annotations
 
@@ -9,8 +11,6 @@ import pytest
 from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
-from segmentation.data import load_store
-from segmentation.pipeline import segment_customers
 from segmentation.segments import (
     Segmenter,
     explain,
@@ -31,28 +31,6 @@ def _blobs(n=900, k=4, seed=0) -> tuple[pd.DataFrame, np.ndarray]:
     return pd.DataFrame(np.exp(X / 3), columns=[f"f{i}" for i in range(5)]), y  # positive, skewed
 
 
-@pytest.fixture(scope="module")
-def synthetic():
-    store = load_store("synthetic", n_customers=2500, seed=42, suppress=[])
-    return store, segment_customers(store, "2026-01-01", random_state=0)
-
-
-def test_planted_personas_are_recovered(synthetic):
-    store, result = synthetic
-    truth = store.truth.set_index("customer_id").reindex(result.table.index)["persona"]
-    ari = adjusted_rand_score(truth, result.table["segment"])
-    print(f"ARI vs planted personas: {ari:.3f}, k = {result.model.n_clusters_}")
-    assert result.model.n_clusters_ == 7
-    assert ari >= 0.9
-
-
-def test_consent_is_honoured(synthetic):
-    store, result = synthetic
-    no = set(store.customers.loc[~store.customers["consent_profiling"], "customer_id"])
-    assert no and not no & set(result.table.index)
-    assert result.excluded_no_consent == len(no & set(store.truth["customer_id"]))
-
-
 def test_auto_k_finds_blobs_and_table():
     X, y = _blobs()
     seg = Segmenter(random_state=0).fit(X)
@@ -60,6 +38,7 @@ def test_auto_k_finds_blobs_and_table():
     assert adjusted_rand_score(y, seg.labels_) > 0.95
     assert set(seg.selection_.columns) >= {"k", "silhouette", "calinski_harabasz", "davies_bouldin", "inertia", "largest_share", "chosen"}
     assert seg.selection_["chosen"].sum() == 1
+    assert seg.selection_.attrs["reason"].startswith("k = 4: highest silhouette")
     assert np.bincount(seg.labels_).tolist() == sorted(np.bincount(seg.labels_).tolist(), reverse=True)
     assert plot_k_selection(seg.selection_).axes
 
@@ -75,6 +54,8 @@ def test_largest_share_guard_rejects_degenerate_k():
     assert unguarded.selection_.set_index("k").loc[unguarded.n_clusters_, "largest_share"] > 0.9
     assert guarded.selection_.set_index("k").loc[guarded.n_clusters_, "largest_share"] <= 0.6
     assert (guarded.selection_["eligible"] == (guarded.selection_["largest_share"] <= 0.6)).all()
+    with pytest.warns(UserWarning, match="no k in"):
+        Segmenter(skew=None, max_largest_share=0.1, k_range=(2, 3)).fit(X)
 
 
 def test_small_segment_guard():
@@ -92,9 +73,23 @@ def test_other_methods(method):
     X, y = _blobs(n=600)
     seg = Segmenter(4 if method != "hdbscan" else "auto", method=method, random_state=0, fit_sample=400).fit(X)
     assert adjusted_rand_score(y, seg.labels_) > 0.9
+    # new customers are assigned by the method's own rule, consistently with the fit
+    assert (seg.predict(X) == seg.labels_).mean() > 0.99
     if method == "gmm":
         seg = Segmenter(method="gmm", k_range=(2, 6)).fit(X)
         assert seg.selection_["bic"].notna().all()
+
+
+def test_hdbscan_keeps_noise_apart():
+    X, y = _blobs(n=600)
+    far = pd.DataFrame(np.exp(np.random.default_rng(0).uniform(-40, 40, (6, 5)) / 3), columns=X.columns)
+    data = pd.concat([X, far], ignore_index=True)
+    seg = Segmenter(method="hdbscan", random_state=0).fit(data)
+    assert (seg.labels_[-6:] == -1).all() and seg.n_clusters_ == 4
+    assert adjusted_rand_score(y, seg.labels_[:600]) > 0.9
+    assert -1 not in seg.cluster_centers_.index
+    st = stability(seg, data, n_boot=3)
+    assert st.index.tolist() == [0, 1, 2, 3] and st["stable"].all()
 
 
 def test_predict_new_customers_and_save_load(tmp_path):
@@ -106,8 +101,12 @@ def test_predict_new_customers_and_save_load(tmp_path):
     path = seg.save(tmp_path / "m.joblib")
     loaded = Segmenter.load(path, features=list(X.columns))
     np.testing.assert_array_equal(loaded.predict(X.iloc[800:]), pred)
-    with pytest.raises(ValueError, match="other features"):
+    with pytest.raises(ValueError, match=r"other features: missing \['f1', 'f2', 'f3', 'f4'\], new \['zz'\]"):
         Segmenter.load(path, features=["f0", "zz"])
+    # the same inputs give the same numbers
+    again = Segmenter(4, random_state=0).fit(X.iloc[:800])
+    np.testing.assert_array_equal(again.labels_, seg.labels_)
+    pd.testing.assert_frame_equal(again.cluster_centers_, seg.cluster_centers_)
 
 
 def test_match_segments_recovers_permutation():
@@ -118,21 +117,16 @@ def test_match_segments_recovers_permutation():
     assert m["matched"].tolist() == [True, True, True, True, False]
 
 
-def test_identity_is_stable_across_runs(tmp_path):
-    store = load_store("synthetic", n_customers=2000, seed=42, suppress=[])
-    first = segment_customers(store, "2025-10-01", random_state=0, model_dir=tmp_path)
-    second = segment_customers(store, "2026-01-01", random_state=1, model_dir=tmp_path)
-    m = second.mapping
-    assert m is not None
-    # every previous segment is found again; a segment the previous run did not have is new and flagged
-    assert sorted(m.loc[m["matched"], "new_id"]) == list(range(first.model.n_clusters_))
-    assert (m.loc[~m["matched"], "new_id"] >= first.model.n_clusters_).all()
-    assert sorted(second.table["segment"].unique()) == sorted(m["new_id"])
-    truth = store.truth.set_index("customer_id")["persona"]
-    # the same planted persona keeps the same segment id in both runs
-    a = first.table["segment"].groupby(truth.reindex(first.table.index)).agg(lambda s: s.mode()[0])
-    b = second.table["segment"].groupby(truth.reindex(second.table.index)).agg(lambda s: s.mode()[0])
-    assert (a == b).all()
+def test_align_to_keeps_ids_of_a_permuted_refit():
+    X, y = _blobs(n=900, k=4)
+    first = Segmenter(4, random_state=0).fit(X)
+    later = X.sample(frac=1.0, random_state=3).iloc[:700]  # other customers, other order
+    second = Segmenter(4, random_state=5).fit(later)
+    mapping = second.align_to(first, later)
+    assert mapping["matched"].all()
+    np.testing.assert_array_equal(second.labels_, first.predict(later))
+    np.testing.assert_array_equal(second.predict(X), first.labels_)  # predict follows the new ids
+    assert second.cluster_centers_.index.tolist() == [0, 1, 2, 3]
 
 
 def test_stability_flags_noise_segment():
@@ -140,6 +134,8 @@ def test_stability_flags_noise_segment():
     seg = Segmenter(3, random_state=0).fit(X)
     st = stability(seg, X, n_boot=8)
     assert st["stable"].all() and st.attrs["ari_mean"] > 0.95
+    assert len(st.attrs["ari"]) == 8 and st.attrs["ari_ci"][0] <= st.attrs["ari_mean"] <= st.attrs["ari_ci"][1]
+    assert st["size"].sum() == len(X)
     # three real groups plus a diffuse cloud of noise forced into two more segments
     rng = np.random.default_rng(0)
     blobs, _ = make_blobs(n_samples=800, centers=3, n_features=5, cluster_std=0.6, random_state=0)
@@ -158,10 +154,18 @@ def test_stability_flags_noise_segment():
 def test_explanations():
     X, y = _blobs(n=600, k=3)
     seg = Segmenter(3, random_state=0).fit(X)
-    e = explain(X, seg.labels_)
+    e = explain(seg, X)
     assert e.shape == (3, 5)
+    # a hand-computed standardized difference
+    member = seg.labels_ == 0
+    expected = (X.loc[member, "f0"].mean() - X["f0"].mean()) / X["f0"].std(ddof=0)
+    assert e.loc[0, "f0"] == pytest.approx(expected)
     traits = top_traits(e, n=2)
     assert traits.groupby("segment").size().tolist() == [2, 2, 2]
-    rules, fidelity = surrogate_rules(X, seg.labels_)
+    assert (traits["difference"].abs().groupby(traits["segment"]).is_monotonic_decreasing).all()
+    rules, fidelity = surrogate_rules(seg, X)
     assert "class:" in rules and fidelity > 0.9
+    with pytest.raises(ValueError, match="labels=segmenter.predict"):
+        explain(seg, X.iloc[:10])
+    assert explain(seg, X.iloc[:100], labels=seg.predict(X.iloc[:100])).shape[1] == 5
     assert plot_segment_profiles(e).axes and plot_segments_2d(seg, X).axes

@@ -15,8 +15,17 @@ Calinski-Harabasz score wins. Override with an integer ``n_clusters``.
 
 Cost: the pipeline is O(n d); KMeans O(n k d n_init) per k; silhouette is O(s^2) on one cached
 sample of ``s = min(n, silhouette_sample)`` rows reused for every k (NOTES: it is quadratic);
-Calinski-Harabasz and Davies-Bouldin are O(n k d). Agglomerative and HDBSCAN fit on a sample of
-at most ``fit_sample`` rows and assign the rest to the nearest centroid (O(n k d)).
+Calinski-Harabasz and Davies-Bouldin are O(n k d).
+
+Assignment of rows the clusterer did not see
+--------------------------------------------
+KMeans and GaussianMixture fit on every row and assign new customers with their own ``predict``.
+Ward agglomerative clustering is O(s^2) in memory, so it is fitted on a random sample of at most
+``fit_sample`` rows; the other rows (and new customers) go to the nearest Ward centroid
+(O(n k d)). HDBSCAN is fitted on such a sample too; its noise keeps the label ``-1`` and the other
+rows (and new customers) take the label of their nearest sampled customer, noise included
+(O(n log s) with a tree index in low dimension, up to O(n s d) brute force in high dimension).
+If no k passes the guards, the rule is applied to every k and the reason says so.
 
 Segment ids are ordered by size (0 = largest) after a fit, and can be aligned to a previous
 run's ids with :meth:`Segmenter.align_to` so that a persona keeps its number across runs.
@@ -26,6 +35,8 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+import warnings
 
 import joblib
 import matplotlib.pyplot as plt
@@ -41,6 +52,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.metrics import adjusted_rand_score, calinski_harabasz_score, davies_bouldin_score, silhouette_score
 from sklearn.metrics.cluster import contingency_matrix
 from sklearn.mixture import GaussianMixture
+from sklearn.neighbors import KNeighborsClassifier, NearestCentroid
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, QuantileTransformer, StandardScaler
 from sklearn.tree import DecisionTreeClassifier, export_text
@@ -96,16 +108,25 @@ class Segmenter(BaseEstimator):
     Attributes
     ----------
     labels_ : ndarray
-        Segment of every training row (0 = largest segment, or aligned ids).
+        Segment of every training row (0 = largest segment, or aligned ids; ``-1`` = HDBSCAN
+        noise).
     n_clusters_ : int
     cluster_centers_ : DataFrame
         Segment centroids in the transformed space (index = segment id).
     selection_ : DataFrame or None
         One row per k: ``silhouette, calinski_harabasz, davies_bouldin, inertia, bic,
-        largest_share, smallest_share, eligible, chosen``.
+        largest_share, smallest_share, eligible, chosen``; ``selection_.attrs["reason"]`` says
+        in words why the chosen k won.
     feature_names_in_ : list of str
+    label_map_ : Series
+        Clusterer label -> public segment id (size order, then :meth:`align_to`).
     mapping_ : DataFrame or None
         After :meth:`align_to`: how this fit's segments map to the previous ids.
+
+    Examples
+    --------
+    >>> seg = Segmenter(random_state=0).fit(features)  # doctest: +SKIP
+    >>> seg.selection_.attrs["reason"], seg.predict(new_customers)  # doctest: +SKIP
     """
 
     def __init__(
@@ -162,19 +183,25 @@ class Segmenter(BaseEstimator):
             return HDBSCAN(min_cluster_size=max(10, k), copy=True)
         raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
 
-    def _fit_labels(self, Z: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, Any]:
-        """Fit the clusterer (on a sample for agglomerative/HDBSCAN) and label every row."""
+    def _fit_labels(self, Z: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, Any, Any]:
+        """Fit the clusterer (on a sample for agglomerative/HDBSCAN) and label every row.
+
+        Returns the labels, the clusterer and the *assigner* whose ``predict`` labels new rows
+        (the clusterer itself, or a nearest-centroid / nearest-neighbour rule fitted on the sample).
+        """
         model = self._clusterer(k, seed)
         if self.method in ("kmeans", "gmm"):
             model.fit(Z)
-            return model.predict(Z), model
-        rng = np.random.default_rng(seed)
-        idx = rng.choice(len(Z), size=min(len(Z), self.fit_sample), replace=False)
+            return model.predict(Z), model, model
+        idx = np.random.default_rng(seed).choice(len(Z), size=min(len(Z), self.fit_sample), replace=False)
         sample_labels = model.fit_predict(Z[idx])
-        ok = sample_labels >= 0  # HDBSCAN noise (-1) is assigned to the nearest segment
-        ids = np.unique(sample_labels[ok])
-        centers = np.vstack([Z[idx][sample_labels == i].mean(axis=0) for i in ids])
-        return _nearest(Z, centers), model
+        if self.method == "agglomerative":
+            assigner = NearestCentroid().fit(Z[idx], sample_labels)
+        else:
+            assigner = KNeighborsClassifier(n_neighbors=1).fit(Z[idx], sample_labels)
+        labels = assigner.predict(Z)
+        labels[idx] = sample_labels
+        return labels, model, assigner
 
     # ------------------------------------------------------------------ fit / predict
     def fit(self, X: pd.DataFrame, y: Any = None) -> Segmenter:
@@ -196,18 +223,17 @@ class Segmenter(BaseEstimator):
             k = 0
         else:
             k = int(self.n_clusters)
-        labels, self.model_ = self._fit_labels(Zv, k, self.random_state)
+        labels, self.model_, self.assigner_ = self._fit_labels(Zv, k, self.random_state)
         self._set_labels(Zv, labels)
         self.mapping_ = None
         return self
 
     def _set_labels(self, Z: np.ndarray, labels: np.ndarray) -> None:
-        """Order segment ids by size (0 = largest) and store centroids."""
-        sizes = np.bincount(labels)
-        order = np.argsort(-sizes, kind="stable")
-        remap = np.empty_like(order)
-        remap[order] = np.arange(len(order))
-        self.labels_ = remap[labels]
+        """Order segment ids by size (0 = largest; noise stays -1) and store centroids."""
+        sizes = pd.Series(labels[labels >= 0]).value_counts(sort=False)
+        order = sizes.sort_index().sort_values(ascending=False, kind="stable").index
+        self.label_map_ = pd.concat([pd.Series(np.arange(len(order)), index=order), pd.Series([-1], index=[-1])])
+        self.labels_ = self.label_map_.reindex(labels).to_numpy()
         self.n_clusters_ = int(len(order))
         self.cluster_centers_ = _centroids(Z, self.labels_, self.transformed_columns_)
 
@@ -218,7 +244,7 @@ class Segmenter(BaseEstimator):
         sample = rng.choice(len(Z), size=min(len(Z), self.silhouette_sample), replace=False)
         rows = []
         for k in range(lo, hi + 1):
-            labels, model = self._fit_labels(Z, k, self.random_state)
+            labels, model, _ = self._fit_labels(Z, k, self.random_state)
             n_labels = len(np.unique(labels))
             rows.append({
                 "k": k,
@@ -232,11 +258,22 @@ class Segmenter(BaseEstimator):
             })
         table = pd.DataFrame(rows)
         table["eligible"] = (table["largest_share"] <= self.max_largest_share) & (table["smallest_share"] >= self.min_segment_share)
-        pool = table[table["eligible"]] if table["eligible"].any() else table
+        guards = (f"largest segment <= {self.max_largest_share:.0%} and smallest >= "
+                  f"{self.min_segment_share:.0%} of customers")
+        if table["eligible"].any():
+            pool, scope = table[table["eligible"]], f"among the k with {guards}"
+        else:
+            warnings.warn(f"no k in {self.k_range} has {guards}; choosing among all k "
+                          "(look at the smallest segments, or set n_clusters)", stacklevel=3)
+            pool, scope = table, f"among all k (none had {guards})"
         best = pool["silhouette"].max()
         near = pool[pool["silhouette"] >= best - 0.01]
-        chosen_k = int(near.sort_values(["calinski_harabasz", "k"], ascending=[False, True])["k"].iloc[0])
-        table["chosen"] = table["k"] == chosen_k
+        chosen = near.sort_values(["calinski_harabasz", "k"], ascending=[False, True]).iloc[0]
+        table["chosen"] = table["k"] == chosen["k"]
+        tie = (f"; {len(near) - 1} other k within 0.01 silhouette, higher Calinski-Harabasz wins"
+               if len(near) > 1 else "")
+        table.attrs["reason"] = (f"k = {int(chosen['k'])}: highest silhouette ({chosen['silhouette']:.3f}) "
+                                 f"{scope}{tie}")
         return table
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
@@ -244,12 +281,13 @@ class Segmenter(BaseEstimator):
         return self.preprocessor_.transform(X.reindex(columns=self.feature_names_in_).astype("float64"))
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
-        """Assign (new) customers to the fitted segments without refitting: nearest centroid
-        in the model's space. O(n k d)."""
-        Z = self.transform(X).to_numpy()
-        return self.cluster_centers_.index.to_numpy()[_nearest(Z, self.cluster_centers_.to_numpy())]
+        """Assign (new) customers to the fitted segments without refitting, by the rule of the
+        method (see the module docstring; KMeans: nearest centre, O(n k d))."""
+        raw = self.assigner_.predict(self.transform(X).to_numpy())
+        return self.label_map_.reindex(raw).to_numpy()
 
     def fit_predict(self, X: pd.DataFrame, y: Any = None) -> np.ndarray:
+        """Fit and return ``labels_``."""
         return self.fit(X).labels_
 
     # ------------------------------------------------------------------ identity across runs
@@ -265,8 +303,9 @@ class Segmenter(BaseEstimator):
         Zp = previous.transform(X).to_numpy()
         current = _centroids(Zp, self.labels_, previous.transformed_columns_)
         mapping = match_segments(previous.cluster_centers_, current, max_distance=max_distance)
-        lookup = mapping.set_index("current")["new_id"]
+        lookup = pd.concat([mapping.set_index("current")["new_id"], pd.Series([-1], index=[-1])])
         self.labels_ = lookup.reindex(self.labels_).to_numpy()
+        self.label_map_ = pd.Series(lookup.reindex(self.label_map_).to_numpy(), index=self.label_map_.index)
         self.cluster_centers_.index = lookup.reindex(self.cluster_centers_.index).to_numpy()
         self.cluster_centers_ = self.cluster_centers_.sort_index()
         self.mapping_ = mapping
@@ -283,10 +322,16 @@ class Segmenter(BaseEstimator):
 
     @classmethod
     def load(cls, path: str | Path, *, features: list[str] | None = None) -> Segmenter:
-        """Load a saved model; with ``features``, refuse a model fitted on other columns."""
+        """Load a saved model; with ``features``, refuse a model fitted on other columns.
+
+        Warns when the model was saved with another scikit-learn version (pickles are only
+        guaranteed within one version)."""
         payload = joblib.load(path)
         if not isinstance(payload, dict) or "model" not in payload:
             raise ValueError(f"{path} is not a saved Segmenter")
+        if payload["sklearn"] != sklearn.__version__:
+            warnings.warn(f"{path} was saved with scikit-learn {payload['sklearn']}, this is "
+                          f"{sklearn.__version__}; refit if predictions look wrong", stacklevel=2)
         if features is not None and list(features) != payload["features"]:
             missing = sorted(set(payload["features"]) - set(features))
             extra = sorted(set(features) - set(payload["features"]))
@@ -294,14 +339,10 @@ class Segmenter(BaseEstimator):
         return payload["model"]
 
 
-def _nearest(Z: np.ndarray, centers: np.ndarray) -> np.ndarray:
-    """Index of the nearest centre for each row (squared Euclidean; O(n k d))."""
-    d = (Z**2).sum(axis=1)[:, None] - 2 * Z @ centers.T + (centers**2).sum(axis=1)[None, :]
-    return d.argmin(axis=1)
-
-
 def _centroids(Z: np.ndarray, labels: np.ndarray, columns: list[str]) -> pd.DataFrame:
-    return pd.DataFrame(Z, columns=columns).groupby(labels).mean().sort_index()
+    """Mean of each segment (noise, -1, left out). O(n d)."""
+    keep = labels >= 0
+    return pd.DataFrame(Z[keep], columns=columns).groupby(labels[keep]).mean().sort_index()
 
 
 def match_segments(previous: pd.DataFrame, current: pd.DataFrame, *, max_distance: float | None = None) -> pd.DataFrame:
@@ -346,51 +387,89 @@ def stability(segmenter: Segmenter, X: pd.DataFrame, *, n_boot: int = 20, sample
     """How well segments reproduce when the model is refitted on subsamples.
 
     Each of ``n_boot`` refits uses a random ``sample_frac`` of the customers (without
-    replacement) and the same k. Per segment, the best-matching refit segment's Jaccard
-    similarity is averaged over refits (Hennig 2007: >= 0.75 stable, < 0.5 dissolved); the
-    overall adjusted Rand index against the full fit is in ``.attrs["ari"]`` (list per refit).
+    replacement), the same k and the same pipeline (the preprocessing is not refitted). Per
+    segment, the Jaccard similarity with its best-matching refit segment is averaged over refits
+    (Hennig 2007: >= 0.75 stable, < 0.5 dissolved). Cost: ``n_boot`` clusterer fits.
+
+    Parameters
+    ----------
+    segmenter : Segmenter
+        Fitted on ``X``.
+    X : DataFrame
+        The table the segmenter was fitted on.
+    n_boot, sample_frac, random_state
+        Number of refits, share of customers in each, seed.
 
     Returns
     -------
     DataFrame
-        Index segment; ``size, jaccard_mean, jaccard_min, stable``.
+        Index ``segment`` (HDBSCAN noise left out); ``size, jaccard_mean, jaccard_min, stable``.
+        The overall agreement of each refit with the full fit on the common customers (adjusted
+        Rand index) is in ``.attrs``: ``ari`` (one per refit), ``ari_mean`` and ``ari_ci``
+        (2.5% and 97.5% percentiles over refits).
     """
+    if len(X) != len(segmenter.labels_):
+        raise ValueError(f"X has {len(X)} rows but the segmenter was fitted on {len(segmenter.labels_)}; "
+                         "pass the table it was fitted on")
     Z = segmenter.transform(X).to_numpy()
     full = segmenter.labels_
+    ids = segmenter.cluster_centers_.index.to_numpy()
     rng = np.random.default_rng(random_state)
-    k = segmenter.n_clusters_
-    jac = np.zeros((n_boot, k))
-    aris = []
-    ids = np.arange(k)
+    jac = np.zeros((n_boot, len(ids)))
+    aris = np.zeros(n_boot)
     for b in range(n_boot):  # n_boot refits, each vectorized
         idx = rng.choice(len(Z), size=int(sample_frac * len(Z)), replace=False)
-        labels, _ = segmenter._fit_labels(Z[idx], k, random_state + b + 1)
-        aris.append(adjusted_rand_score(full[idx], labels))
-        cm = contingency_matrix(full[idx], labels)
-        a = cm.sum(axis=1)[:, None]
-        bsz = cm.sum(axis=0)[None, :]
-        j = cm / (a + bsz - cm)
-        present = np.unique(full[idx])
-        jac[b, np.searchsorted(ids, present)] = j.max(axis=1)
+        labels, _, _ = segmenter._fit_labels(Z[idx], segmenter.n_clusters_, random_state + b + 1)
+        aris[b] = adjusted_rand_score(full[idx], labels)
+        segs, full_codes = np.unique(full[idx], return_inverse=True)
+        cm = contingency_matrix(full_codes, labels)
+        j = cm / (cm.sum(axis=1)[:, None] + cm.sum(axis=0)[None, :] - cm)
+        real = segs >= 0
+        jac[b, np.searchsorted(ids, segs[real])] = j[real].max(axis=1)
     out = pd.DataFrame({
-        "size": np.bincount(full, minlength=k),
+        "size": pd.Series(full).value_counts().reindex(ids, fill_value=0).to_numpy(),
         "jaccard_mean": jac.mean(axis=0),
         "jaccard_min": jac.min(axis=0),
     }, index=pd.Index(ids, name="segment"))
     out["stable"] = out["jaccard_mean"] >= 0.75
-    out.attrs["ari"] = aris
-    out.attrs["ari_mean"] = float(np.mean(aris))
+    out.attrs.update(ari=aris.tolist(), ari_mean=float(aris.mean()),
+                     ari_ci=(float(np.percentile(aris, 2.5)), float(np.percentile(aris, 97.5))))
     return out
 
 
-def explain(X: pd.DataFrame, labels: np.ndarray | pd.Series, features: list[str] | None = None) -> pd.DataFrame:
-    """Standardized mean difference of every feature per segment:
-    ``(segment mean - population mean) / population sd`` (segments x features)."""
-    features = features or [c for c in X.columns if pd.api.types.is_numeric_dtype(X[c])]
-    data = X[features].astype("float64")
+def _labels(segmenter: Segmenter, X: pd.DataFrame, labels: np.ndarray | pd.Series | None) -> np.ndarray:
+    """``labels``, or the segmenter's training labels when ``X`` is its training table."""
+    if labels is None:
+        if len(X) != len(segmenter.labels_):
+            raise ValueError(f"X has {len(X)} rows but the segmenter was fitted on {len(segmenter.labels_)}; "
+                             "pass labels=segmenter.predict(X) for other customers")
+        labels = segmenter.labels_
+    return np.asarray(labels)
+
+
+def explain(segmenter: Segmenter, X: pd.DataFrame, *, labels: np.ndarray | pd.Series | None = None) -> pd.DataFrame:
+    """Standardized mean difference of every model feature per segment:
+    ``(segment mean - population mean) / population sd`` on the raw feature scale. O(n d).
+
+    Parameters
+    ----------
+    segmenter : Segmenter
+        Fitted; its ``feature_names_in_`` are explained.
+    X : DataFrame
+        The customers (default: the training table, labelled by ``labels_``).
+    labels : array, optional
+        Segment per row of ``X`` (e.g. ``segmenter.predict(X)`` for other customers).
+
+    Returns
+    -------
+    DataFrame
+        Index ``segment`` (including ``-1`` for HDBSCAN noise), one column per feature;
+        0 for a constant feature.
+    """
+    labels = _labels(segmenter, X, labels)
+    data = X[segmenter.feature_names_in_].astype("float64")
     mu, sd = data.mean(), data.std(ddof=0).replace(0, np.nan)
-    means = data.groupby(np.asarray(labels)).mean()
-    out = (means - mu) / sd
+    out = (data.groupby(labels).mean() - mu) / sd
     out.index.name = "segment"
     return out.fillna(0.0)
 
@@ -408,22 +487,56 @@ def top_traits(explanation: pd.DataFrame, n: int = 5) -> pd.DataFrame:
     return out[["segment", "rank", "feature", "difference", "direction"]].reset_index(drop=True)
 
 
-def surrogate_rules(X: pd.DataFrame, labels: np.ndarray | pd.Series, *, features: list[str] | None = None,
+def surrogate_rules(segmenter: Segmenter, X: pd.DataFrame, *, labels: np.ndarray | pd.Series | None = None,
                     max_depth: int = 3, random_state: int = 0) -> tuple[str, float]:
-    """Readable if-then rules: a shallow decision tree that imitates the segmentation.
+    """Readable if-then rules: a shallow decision tree on the raw model features that imitates
+    the segmentation. O(n d max_depth log n).
 
-    Returns the rules as text (``sklearn.tree.export_text``) and the tree's fidelity (share of
-    customers it puts in their actual segment).
+    Parameters
+    ----------
+    segmenter : Segmenter
+        Fitted.
+    X : DataFrame
+        The customers (default: the training table, labelled by ``labels_``).
+    labels : array, optional
+        Segment per row of ``X``.
+    max_depth, random_state
+        Of the decision tree (missing values filled with the column median).
+
+    Returns
+    -------
+    rules : str
+        ``sklearn.tree.export_text`` of the tree (``class: <segment>`` at the leaves).
+    fidelity : float
+        Share of customers the tree puts in their actual segment.
     """
-    features = features or [c for c in X.columns if pd.api.types.is_numeric_dtype(X[c])]
-    data = X[features].astype("float64").fillna(X[features].median(numeric_only=True))
+    labels = _labels(segmenter, X, labels)
+    features = segmenter.feature_names_in_
+    data = X[features].astype("float64")
+    data = data.fillna(data.median())
     tree = DecisionTreeClassifier(max_depth=max_depth, random_state=random_state).fit(data, labels)
-    fidelity = float((tree.predict(data) == np.asarray(labels)).mean())
+    fidelity = float((tree.predict(data) == labels).mean())
     return export_text(tree, feature_names=features, decimals=2), fidelity
 
 
 def segment_profile(X: pd.DataFrame, labels: np.ndarray | pd.Series, columns: list[str] | None = None) -> pd.DataFrame:
-    """Size, share and mean of ``columns`` per segment."""
+    """Size, share and mean of ``columns`` per segment. O(n).
+
+    Parameters
+    ----------
+    X : DataFrame
+        Customer table (e.g. ``segment_customers(...).table``).
+    labels : array or Series
+        Segment per row of ``X``.
+    columns : list of str, optional
+        Columns to average; default the RFM basics present in ``X``.
+
+    Returns
+    -------
+    DataFrame
+        Index ``segment``; ``customers, share`` and the mean of each column. Not suppressed:
+        pass it through ``report.safe_table`` before showing it to stakeholders.
+    """
     columns = columns or ["recency_days", "frequency", "monetary", "avg_order_value"]
     columns = [c for c in columns if c in X.columns]
     g = X[columns].groupby(np.asarray(labels))
@@ -436,7 +549,7 @@ def segment_profile(X: pd.DataFrame, labels: np.ndarray | pd.Series, columns: li
 
 def plot_k_selection(selection: pd.DataFrame) -> plt.Figure:
     """Silhouette, Calinski-Harabasz, Davies-Bouldin, inertia (elbow) and BIC over k, with the
-    chosen k marked and ineligible k (largest segment too big) greyed."""
+    chosen k marked and the k outside the guards (segment shares) greyed."""
     metrics = [m for m in ("silhouette", "calinski_harabasz", "davies_bouldin", "inertia", "bic", "largest_share")
                if m in selection and selection[m].notna().any()]
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.2))
@@ -446,7 +559,7 @@ def plot_k_selection(selection: pd.DataFrame) -> plt.Figure:
     for ax, m in zip(np.atleast_1d(axes), metrics):
         ax.plot(selection["k"], selection[m], marker="o", color="tab:blue")
         bad = selection[~selection["eligible"]]
-        ax.scatter(bad["k"], bad[m], color="lightgrey", zorder=3, label="largest segment too big")
+        ax.scatter(bad["k"], bad[m], color="lightgrey", zorder=3, label="outside the share guards")
         ax.axvline(chosen, color="tab:red", ls="--", lw=1)
         ax.set_title(f"{m.replace('_', ' ')}\n({better[m]})", fontsize=9)
         ax.set_xlabel("k")
@@ -467,15 +580,18 @@ def plot_segment_profiles(explanation: pd.DataFrame, n_features: int = 15) -> pl
     return fig
 
 
-def plot_segments_2d(segmenter: Segmenter, X: pd.DataFrame, *, sample: int = 5000, random_state: int = 0) -> plt.Figure:
-    """The customers on the first two principal components, coloured by segment."""
-    Z = segmenter.transform(X)
+def plot_segments_2d(segmenter: Segmenter, X: pd.DataFrame, *, labels: np.ndarray | pd.Series | None = None,
+                     sample: int = 5000, random_state: int = 0) -> plt.Figure:
+    """The customers (a random ``sample`` of them) on the first two principal components of the
+    model's space, coloured by segment (``labels`` as in :func:`explain`). O(sample d^2)."""
+    labels = _labels(segmenter, X, labels)
     rng = np.random.default_rng(random_state)
-    idx = rng.choice(len(Z), size=min(sample, len(Z)), replace=False)
-    xy = PCA(n_components=2, random_state=random_state).fit_transform(Z.to_numpy()[idx])
+    idx = rng.choice(len(X), size=min(sample, len(X)), replace=False)
+    xy = PCA(n_components=2, random_state=random_state).fit_transform(segmenter.transform(X.iloc[idx]).to_numpy())
+    labels = labels[idx]
     fig, ax = plt.subplots(figsize=(7, 5.5))
-    labels = np.asarray(segmenter.labels_)[idx] if len(segmenter.labels_) == len(X) else segmenter.predict(X.iloc[idx])
-    sns.scatterplot(x=xy[:, 0], y=xy[:, 1], hue=labels.astype(str), s=12, alpha=0.7, ax=ax, palette="tab10")
+    sns.scatterplot(x=xy[:, 0], y=xy[:, 1], hue=labels.astype(str), hue_order=np.unique(labels).astype(str),
+                    s=12, alpha=0.7, ax=ax, palette="tab10")
     ax.set_xlabel("component 1")
     ax.set_ylabel("component 2")
     ax.set_title("Customers on a map of their behaviour (PCA), by segment")
