@@ -54,6 +54,7 @@ def test_identity_is_stable_across_runs(synthetic, tmp_path):
     assert first.mapping is None and (tmp_path / "segmenter.joblib").is_file()
     second = segment_customers(store, AS_OF, random_state=1, model_dir=tmp_path)
     m = second.mapping
+    assert m.attrs["missing_features"] == []  # same feature set in both runs
     # every previous segment is found again; a segment the previous run did not have is new and flagged
     assert sorted(m.loc[m["matched"], "new_id"]) == list(range(first.model.n_clusters_))
     assert (m.loc[~m["matched"], "new_id"] >= first.model.n_clusters_).all()

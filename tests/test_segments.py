@@ -169,3 +169,36 @@ def test_explanations():
         explain(seg, X.iloc[:10])
     assert explain(seg, X.iloc[:100], labels=seg.predict(X.iloc[:100])).shape[1] == 5
     assert plot_segment_profiles(e).axes and plot_segments_2d(seg, X).axes
+
+
+def test_options_and_bad_input():
+    X, y = _blobs(n=600)
+    quantile = Segmenter(4, skew="quantile", random_state=0).fit(X)
+    assert adjusted_rand_score(y, quantile.labels_) > 0.95
+    pca = Segmenter(4, pca=2, random_state=0).fit(X)
+    assert pca.cluster_centers_.shape == (4, 2) and pca.transform(X).shape == (600, 2)
+    X2 = X.assign(empty=np.nan, name="x")  # an all-missing feature is kept (as 0), a text column ignored
+    seg = Segmenter(4, random_state=0).fit(X2)
+    assert "name" not in seg.feature_names_in_ and (seg.transform(X2)["empty"] == 0).all()
+    with pytest.raises(ValueError, match=r"lacks the feature columns \['f4'\]"):
+        seg.predict(X2.drop(columns="f4"))
+    with pytest.raises(ValueError, match=r"\['name'\] are not numeric"):
+        Segmenter(features=["f0", "name"]).fit(X2)
+    with pytest.raises(ValueError, match=r"\['f1'\] hold infinite"):
+        Segmenter().fit(X.assign(f1=np.inf))
+    with pytest.raises(ValueError, match="skew must be"):
+        Segmenter(skew="log").fit(X)
+    with pytest.raises(ValueError, match="method must be"):
+        Segmenter(method="dbscan").fit(X)
+
+
+def test_load_warns_on_other_sklearn_version(tmp_path):
+    import joblib
+
+    X, _ = _blobs(n=300)
+    path = Segmenter(3, random_state=0).fit(X).save(tmp_path / "m.joblib")
+    payload = joblib.load(path)
+    assert set(payload) == {"model", "features", "segmentation", "sklearn"}
+    joblib.dump({**payload, "sklearn": "0.0"}, path)
+    with pytest.warns(UserWarning, match="saved with scikit-learn 0.0"):
+        Segmenter.load(path)

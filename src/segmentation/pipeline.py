@@ -74,8 +74,29 @@ def segment_customers(
         What to segment on; demographics need a customers table.
     model_dir : path, optional
         Where the previous run's model lives (``segmenter.joblib``): when present, this run's
-        segment ids are aligned to it (stable identity across scheduled runs); the new model
-        and its mapping are saved there afterwards.
+        segment ids are aligned to it (stable identity across scheduled runs, see
+        :meth:`Segmenter.align_to`); the new model, with its ``mapping_``, replaces it there.
+        A feature the previous model used but this run lacks (e.g. a category no longer sold)
+        counts as 0 for the alignment; such columns are listed in
+        ``mapping.attrs["missing_features"]``.
+
+    Returns
+    -------
+    CustomerSegments
+        ``table`` indexed by ``customer_id`` with the features, demographics, RFM scores,
+        ``rfm_segment`` and ``segment`` (int); ``model``, ``features``, ``excluded_no_consent``,
+        ``mapping`` (see :class:`CustomerSegments`).
+
+    Notes
+    -----
+    Features are computed in the engine (Ibis); the clustering is O(n k d) per k plus one
+    O(s^2) silhouette sample per k (see :mod:`segmentation.segments`). Deterministic for the
+    same store, ``as_of`` and ``random_state``.
+
+    Examples
+    --------
+    >>> result = segment_customers(load_store("synthetic"), "2026-01-01", random_state=42)  # doctest: +SKIP
+    >>> result.table.groupby("segment").size()  # doctest: +SKIP
     """
     if use not in USES:
         raise ValueError(f"use must be one of {USES}, got {use!r}")
@@ -83,24 +104,23 @@ def segment_customers(
     allowed, excluded = privacy.consented(features.index, store.customers, "profiling")
     features = features.loc[allowed]
     demo = demographics(store.customers, as_of).reindex(features.index)
-    columns: list[str] = []
-    model_input = pd.DataFrame(index=features.index)
-    if use in ("behaviour", "both"):
-        columns += behaviour_columns(features)
-        model_input = model_input.join(features[behaviour_columns(features)])
+    parts = [features[behaviour_columns(features)]] if use in ("behaviour", "both") else []
     if use in ("demographics", "both"):
-        if demo.empty or demo.shape[1] == 0:
-            raise ValueError("use='demographics' needs a customers table with age, region or household")
-        encoded = encode_demographics(demo)
-        columns += list(encoded.columns)
-        model_input = model_input.join(encoded)
+        if demo.shape[1] == 0:
+            raise ValueError(f"use={use!r} needs a customers table with age, region or household; "
+                             "load one with the store or use='behaviour'")
+        parts.append(encode_demographics(demo))
+    model_input = pd.concat(parts, axis=1)
+    columns = list(model_input.columns)
     model = Segmenter(n_clusters, method=method, k_range=k_range, features=columns, random_state=random_state).fit(model_input)
     mapping = None
     if model_dir is not None:
         path = Path(model_dir) / "segmenter.joblib"
         if path.is_file():
             previous = Segmenter.load(path)
+            missing = [c for c in previous.feature_names_in_ if c not in model_input.columns]
             mapping = model.align_to(previous, model_input.reindex(columns=previous.feature_names_in_, fill_value=0.0))
+            mapping.attrs["missing_features"] = missing
         model.save(path)
     scores = rfm_scores(features)
     table = features.join(demo).join(scores)

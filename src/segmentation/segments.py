@@ -159,12 +159,13 @@ class Segmenter(BaseEstimator):
         self.fit_sample = fit_sample
 
     # ------------------------------------------------------------------ pipeline pieces
-    def _preprocessor(self) -> Pipeline:
-        steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy="median"))]
+    def _preprocessor(self, n_rows: int) -> Pipeline:
+        steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy="median", keep_empty_features=True))]
         if self.skew == "log1p":
             steps.append(("skew", FunctionTransformer(_signed_log1p, feature_names_out="one-to-one")))
         elif self.skew == "quantile":
-            steps.append(("skew", QuantileTransformer(output_distribution="normal", random_state=self.random_state)))
+            steps.append(("skew", QuantileTransformer(n_quantiles=min(1000, n_rows), output_distribution="normal",
+                                                         random_state=self.random_state)))
         elif self.skew is not None:
             raise ValueError(f"skew must be 'log1p', 'quantile' or None, got {self.skew!r}")
         steps.append(("scale", StandardScaler()))
@@ -205,14 +206,23 @@ class Segmenter(BaseEstimator):
 
     # ------------------------------------------------------------------ fit / predict
     def fit(self, X: pd.DataFrame, y: Any = None) -> Segmenter:
-        """Fit the pipeline and choose k (when ``n_clusters="auto"``)."""
+        """Fit the pipeline and choose k (when ``n_clusters="auto"``).
+
+        Parameters
+        ----------
+        X : DataFrame
+            One row per customer; ``features`` (default: every numeric column) must be numeric
+            and finite; missing values are imputed with the column median (a column with no
+            value at all becomes 0, i.e. carries no information).
+        y : ignored
+        """
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         self.feature_names_in_ = list(self.features or [c for c in X.columns if pd.api.types.is_numeric_dtype(X[c])])
         if len(X) < 3:
             raise ValueError(f"need at least 3 customers to segment, got {len(X)}")
-        self.preprocessor_ = self._preprocessor()
-        Z = self.preprocessor_.fit_transform(X[self.feature_names_in_].astype("float64"))
+        self.preprocessor_ = self._preprocessor(len(X))
+        Z = self.preprocessor_.fit_transform(self._matrix(X))
         self.transformed_columns_ = list(Z.columns)
         Zv = Z.to_numpy()
         self.selection_ = None
@@ -276,9 +286,28 @@ class Segmenter(BaseEstimator):
                                  f"{scope}{tie}")
         return table
 
+    def _matrix(self, X: pd.DataFrame) -> pd.DataFrame:
+        """The model's feature columns of ``X`` as float64, with clear errors for bad input."""
+        missing = [c for c in self.feature_names_in_ if c not in X.columns]
+        if missing:
+            raise ValueError(f"X lacks the feature columns {missing}; pass the customer feature table "
+                             "the model was fitted on (or refit with features=...)")
+        data = X[self.feature_names_in_]
+        wrong = [c for c in data.columns if not pd.api.types.is_numeric_dtype(data[c])]
+        if wrong:
+            raise ValueError(f"feature columns {wrong} are not numeric; encode them first "
+                             "(e.g. features.encode_demographics) or leave them out of features=")
+        data = data.astype("float64")
+        infinite = data.columns[np.isinf(data.to_numpy()).any(axis=0)].tolist()
+        if infinite:
+            raise ValueError(f"feature columns {infinite} hold infinite values; replace them (e.g. by NaN) first")
+        if not self.feature_names_in_:
+            raise ValueError("X has no numeric columns to segment on")
+        return data
+
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
-        """The customers in the model's standardized space."""
-        return self.preprocessor_.transform(X.reindex(columns=self.feature_names_in_).astype("float64"))
+        """The customers in the model's standardized space (columns ``transformed_columns_``)."""
+        return self.preprocessor_.transform(self._matrix(X))
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """Assign (new) customers to the fitted segments without refitting, by the rule of the
