@@ -8,8 +8,9 @@ import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.cluster import KMeans
 from sklearn.datasets import make_blobs
-from sklearn.metrics import adjusted_rand_score
+from sklearn.metrics import adjusted_rand_score, silhouette_score
 
 from segmentation.segments import (
     Segmenter,
@@ -56,6 +57,23 @@ def test_largest_share_guard_rejects_degenerate_k():
     assert (guarded.selection_["eligible"] == (guarded.selection_["largest_share"] <= 0.6)).all()
     with pytest.warns(UserWarning, match="no k in"):
         Segmenter(skew=None, max_largest_share=0.1, k_range=(2, 3)).fit(X)
+
+
+def test_auto_k_avoids_the_unscaled_silhouette_trap():
+    """NOTES.md: on raw spend-like data silhouette prefers 'whales vs everyone'."""
+    rng = np.random.default_rng(0)
+    groups = np.repeat([0, 1, 2], 330)
+    logs = np.array([[1.0, 4.0], [3.0, 1.0], [5.0, 3.0]])[groups] + rng.normal(0, 0.3, (990, 2))
+    whales = rng.lognormal(9, 0.3, (10, 2))
+    X = pd.DataFrame(np.vstack([np.exp(logs), whales]), columns=["frequency", "monetary"])
+    raw = {k: KMeans(k, n_init=4, random_state=0).fit_predict(X) for k in range(2, 7)}
+    raw_best = max(raw, key=lambda k: silhouette_score(X, raw[k]))
+    assert np.bincount(raw[raw_best]).max() / len(X) >= 0.99  # the degenerate choice
+    seg = Segmenter(k_range=(2, 6), random_state=0).fit(X)
+    table = seg.selection_.set_index("k")
+    assert seg.n_clusters_ == 3 and adjusted_rand_score(groups, seg.labels_[:990]) == 1.0
+    # k = 4 (the 10 whales apart) scores a higher silhouette but fails the smallest-segment guard
+    assert table.loc[4, "silhouette"] > table.loc[3, "silhouette"] and not table.loc[4, "eligible"]
 
 
 def test_small_segment_guard():
