@@ -33,6 +33,7 @@ unknown_product           product_id absent from the products table             
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -179,6 +180,7 @@ def connect(
                 SparkSession.builder.master(master or "local[2]")
                 .config("spark.ui.enabled", "false")
                 .config("spark.sql.session.timeZone", "UTC")
+                .config("spark.sql.warehouse.dir", tempfile.mkdtemp(prefix="segmentation-spark-"))
                 .getOrCreate()
             )
         return ibis.pyspark.connect(session)
