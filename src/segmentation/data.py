@@ -240,20 +240,25 @@ def _open(con: Any, obj: Any, table: str) -> ir.Table:
         t = obj
     elif isinstance(obj, (str, os.PathLike)):
         path = Path(obj)
-        if not path.is_file():
-            raise DataContractError(f"{table}: file {path} not found; check the path or the data folder")
-        if path.stat().st_size == 0:
+        parquet_dataset = path.is_dir() and any(path.glob("*.parquet"))
+        if not (path.is_file() or parquet_dataset):
+            what = "folder without *.parquet files" if path.is_dir() else "file not found"
+            raise DataContractError(f"{table}: {path}: {what}; check the path or the data folder")
+        if path.is_file() and path.stat().st_size == 0:
             raise DataContractError(f"{table}: {label} is empty; expected a header and at least one row")
         try:
-            if path.suffix == ".parquet":
+            if parquet_dataset:  # a Parquet data set (parts): read lazily, never loaded whole
+                t = con.read_parquet(str(path / "*.parquet") if con.name == "duckdb" else str(path))
+            elif path.suffix == ".parquet":
                 t = con.read_parquet(path)
             else:
-                t = con.read_csv(path)
+                t = materialize(con, con.read_csv(path))  # parse the text once, not at every query
+        except DataContractError:
+            raise
         except Exception as exc:  # engine errors: encodings, malformed CSV
             text = str(exc).splitlines()[0]
             hint = " (the file is not UTF-8: re-save it as UTF-8, e.g. iconv -f latin1 -t utf-8)" if "unicode" in text.lower() or "utf" in text.lower() else ""
             raise DataContractError(f"{table}: cannot read {label}: {text}{hint}") from exc
-        t = materialize(con, t)  # parse the file once, not at every query
     else:
         raise DataContractError(f"{table}: expected a DataFrame, an Ibis table or a file path, got {type(obj).__name__}")
     return t
@@ -385,7 +390,9 @@ def clean_transactions(
     suppress : iterable of str, optional
         Customer ids (after pseudonymization) to drop: the erasure suppression list.
     con : ibis backend, optional
-        When given, the cleaned table is materialized there once (see :func:`materialize`).
+        When given, the de-duplicated lines are materialized there once (see
+        :func:`materialize`; DuckDB spills them to its ``temp_directory`` beyond its
+        ``memory_limit``) and the returned table is a cheap projection of them.
     drop_free_items : bool
         Drop lines with ``unit_price == 0`` (default; in retail exports they are mostly fees and
         adjustments). CDNOW keeps them: there a zero-value line is a real purchase.
@@ -455,6 +462,8 @@ def clean_transactions(
 
     kept = t.filter(~dropped_so_far).drop("known")
     deduped = kept.distinct()
+    if con is not None:
+        deduped = materialize(con, deduped)  # the one full pass (distinct); every later query starts here
     n_kept = int(counts["rows_in"]) - sum(int(counts[r[0]]) for r in rules)
     stats = deduped.aggregate(
         rows=deduped.count(),
@@ -471,8 +480,6 @@ def clean_transactions(
         is_return=deduped.quantity < 0,
         is_outlier=deduped.quantity.abs() > threshold,
     )
-    if con is not None:
-        cleaned = materialize(con, cleaned)  # computed once in the engine; later queries start from it
     n_outliers = int(cleaned.is_outlier.cast("int64").sum().execute() or 0)
 
     rows = [("transactions", "rows_in", int(counts["rows_in"]), "read", source_name)]
@@ -641,9 +648,12 @@ _PRESET_READERS = {"online_retail": _online_retail, "cdnow": _cdnow, "instacart"
 
 
 def _find(folder: Path, name: str) -> Path | None:
+    """``folder/name.parquet|.csv|.csv.gz``, or a Parquet data set ``folder/name/*.parquet``."""
     for ext in (".parquet", ".csv", ".csv.gz"):
         if (folder / f"{name}{ext}").is_file():
             return folder / f"{name}{ext}"
+    if (folder / name).is_dir() and any((folder / name).glob("*.parquet")):
+        return folder / name
     return None
 
 
@@ -734,8 +744,11 @@ def load_store(
         tables = dict(source)
     elif isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
         tables = {t: _find(Path(source), t) for t in schema.TABLES}
-        if tables["transactions"] is None:
-            raise DataContractError(f"folder {source} has no transactions.parquet / .csv / .csv.gz")
+        if tables["transactions"] is None and any(Path(source).glob("*.parquet")):
+            tables = {"transactions": source}  # the folder is itself a Parquet data set of lines
+        elif tables["transactions"] is None:
+            raise DataContractError(f"folder {source} has no transactions.parquet / .csv / .csv.gz, "
+                                    "transactions/ Parquet data set or *.parquet parts")
     else:
         tables = {"transactions": source}
     mapping = _load_mapping(columns)

@@ -25,6 +25,7 @@ from segmentation.data import materialize, to_pandas
 __all__ = [
     "customer_features",
     "lifetime_summary",
+    "lifetime_summary_table",
     "demographics",
     "encode_demographics",
     "behaviour_columns",
@@ -214,6 +215,46 @@ def behaviour_columns(features: pd.DataFrame) -> list[str]:
     return [c for c in features.columns if c not in skip and pd.api.types.is_numeric_dtype(features[c])]
 
 
+def lifetime_summary_table(
+    transactions: ir.Table | pd.DataFrame,
+    as_of: str | pd.Timestamp,
+    *,
+    time_unit: str = "W",
+    start: str | pd.Timestamp | None = None,
+) -> ir.Table:
+    """The lifetime-model summary of :func:`lifetime_summary` as an Ibis expression, left in the
+    engine (columns ``customer_id, frequency, recency, T, monetary_value``, unordered).
+
+    Use it when the customers do not fit in memory: stream it in batches with
+    :func:`segmentation.scale.score_value`, or write it out with the engine.
+    """
+    divisor = {"D": 1.0, "W": 7.0}.get(time_unit)
+    if divisor is None:
+        raise ValueError(f"time_unit must be 'D' or 'W', got {time_unit!r}")
+    as_of_ts = pd.Timestamp(as_of)
+    t = _before(_table(transactions), as_of_ts)
+    buys = t.filter(~t.is_return)
+    days = buys.group_by(["customer_id", _days(buys.order_date).name("day")]).aggregate(value=buys.amount.sum())
+    s = days.group_by("customer_id").aggregate(
+        first_day=days.day.min(),
+        last_day=days.day.max(),
+        n_days=days.count(),
+        total=days.value.sum(),
+        first_value=days.value.argmin(days.day),  # value of the first purchase day, no self-join
+    )
+    if start is not None:
+        s = s.filter(s.first_day >= pd.Timestamp(start).normalize().value // 10**9 // _SECONDS_PER_DAY)
+    as_of_day = as_of_ts.normalize().value // 10**9 // _SECONDS_PER_DAY
+    frequency = (s.n_days - 1).cast("float64")
+    return s.select(
+        customer_id=s.customer_id.cast("string"),
+        frequency=frequency,
+        recency=(s.last_day - s.first_day).cast("float64") / divisor,
+        T=(as_of_day - 1 - s.first_day).cast("float64") / divisor,
+        monetary_value=ibis.ifelse(frequency > 0, (s.total - s.first_value) / frequency, 0.0),
+    )
+
+
 def lifetime_summary(
     transactions: ir.Table | pd.DataFrame,
     as_of: str | pd.Timestamp,
@@ -250,35 +291,10 @@ def lifetime_summary(
     Returns
     -------
     DataFrame
-        Index ``customer_id``; columns ``frequency, recency, T, monetary_value``.
+        Index ``customer_id`` (sorted); columns ``frequency, recency, T, monetary_value``.
+        Computed in the engine by :func:`lifetime_summary_table`.
     """
-    divisor = {"D": 1.0, "W": 7.0}.get(time_unit)
-    if divisor is None:
-        raise ValueError(f"time_unit must be 'D' or 'W', got {time_unit!r}")
-    as_of_ts = pd.Timestamp(as_of)
-    t = _before(_table(transactions), as_of_ts)
-    buys = t.filter(~t.is_return)
-    days = buys.group_by(["customer_id", _days(buys.order_date).name("day")]).aggregate(value=buys.amount.sum())
-    summary = days.group_by("customer_id").aggregate(
-        first_day=days.day.min(),
-        last_day=days.day.max(),
-        n_days=days.count(),
-        total=days.value.sum(),
-        first_value=days.value.argmin(days.day),  # value of the first purchase day, no self-join
-    )
-    s = to_pandas(summary).set_index("customer_id")
-    as_of_day = as_of_ts.normalize().value // 10**9 // _SECONDS_PER_DAY
-    if start is not None:
-        start_day = pd.Timestamp(start).normalize().value // 10**9 // _SECONDS_PER_DAY
-        s = s[s["first_day"] >= start_day]
-    out = pd.DataFrame(index=s.index)
-    out["frequency"] = (s["n_days"] - 1).astype("float64")
-    out["recency"] = (s["last_day"] - s["first_day"]) / divisor
-    out["T"] = (as_of_day - 1 - s["first_day"]) / divisor
-    repeat_value = s["total"] - s["first_value"]
-    out["monetary_value"] = (repeat_value / out["frequency"].where(out["frequency"] > 0)).fillna(0.0)
-    out.index = out.index.astype("str")
-    out.index.name = "customer_id"
+    out = to_pandas(lifetime_summary_table(transactions, as_of, time_unit=time_unit, start=start)).set_index("customer_id")
     return out.sort_index()
 
 
