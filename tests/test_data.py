@@ -201,8 +201,23 @@ def test_instacart_preset(shared_data):
 def test_unknown_preset_and_backend():
     with pytest.raises(DataContractError, match="unknown preset 'retail'"):
         load_store(_tx(), preset="retail")
-    with pytest.raises(ValueError, match="unknown backend"):
-        connect("oracle")
+    with pytest.raises(ValueError, match="unknown backend 'nosuch'"):
+        connect("nosuch")
+
+
+def test_backends_not_installed_or_unreachable_say_what_to_do(tmp_path):
+    from segmentation.data import BackendError
+
+    for name in ("oracle", "snowflake"):  # Ibis knows them; their drivers are not installed here
+        with pytest.raises(BackendError, match=rf"pip install 'ibis-framework\[{name}\]'"):
+            connect(name, user="me")
+    with pytest.raises(BackendError, match=r"cannot connect to sqlite with the options \['database'\]: unable to open"):
+        connect("sqlite", database=str(tmp_path / "no" / "such" / "folder.db"))
+    # a Spark master nobody listens on: refused at once, instead of Spark's minutes of retries
+    with pytest.raises(BackendError, match=r"cannot reach the Spark cluster at spark://127.0.0.1:9 .*refused"):
+        connect("pyspark", master="spark://127.0.0.1:9")
+    with pytest.raises(BackendError, match="cannot reach the Spark cluster at sc://127.0.0.1:9"):
+        connect("pyspark", remote="sc://127.0.0.1:9")
 
 
 def test_completejourney_preset_needs_its_optional_package():

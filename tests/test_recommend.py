@@ -10,6 +10,7 @@ import pytest
 from segmentation.recommend import (
     Recommender,
     association_rules,
+    association_rules_in_engine,
     buy_again_baseline,
     evaluate,
     evaluation_table,
@@ -182,3 +183,20 @@ def test_beats_baselines_on_online_retail(shared_data):
     table = evaluation_table(tx, recommender=Recommender(habit_orders=1, half_life_days=365, co_purchase_weight=0.6, segment_weight=0.1), k=10)
     for metric in ("recall@10", "hit_rate@10"):
         assert table.loc["recommender", metric] > table.loc["buy_again", metric] > table.loc["popularity", metric]
+
+
+def test_rules_counted_in_the_engine_equal_the_in_memory_rules(shared_data):
+    import ibis
+
+    g = pd.read_csv(shared_data / "groceries_arules" / "groceries_transactions_long.csv")
+    kwargs = dict(min_support=0.002, min_confidence=0.05, min_lift=1.0)
+    expected = association_rules(g, basket="transaction_id", **kwargs)
+    got = association_rules_in_engine(ibis.memtable(g), basket="transaction_id", item="item", **kwargs)
+    assert len(expected) > 1000 and got.attrs["n_baskets"] == expected.attrs["n_baskets"] == 9835
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False)
+    # max_items: the most frequent items only (ties by item id); whole milk is the most frequent
+    top = association_rules_in_engine(ibis.memtable(g), basket="transaction_id", item="item", max_items=5, min_support=0.001,
+                                      min_confidence=0, min_lift=0)
+    assert top["antecedent"].nunique() == 5 and "whole milk" in set(top["antecedent"])
+    with pytest.raises(ValueError, match="no column 'product_id'"):
+        association_rules_in_engine(ibis.memtable(g), basket="transaction_id")

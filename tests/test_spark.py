@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from segmentation.data import connect, connect_from_environment, load_store
-from segmentation.features import customer_features, lifetime_summary
+from segmentation.features import customer_features, lifetime_summary, lifetime_summary_table
 from segmentation.synthetic import generate_store
 
 pytestmark = pytest.mark.spark
@@ -35,6 +35,34 @@ def test_backend_from_the_run_config(monkeypatch):
     monkeypatch.setenv("SEGMENTATION_BACKEND_OPTIONS", '{"memory_limit": "1GB", "threads": 1}')
     con = connect_from_environment()
     assert con.raw_sql("SELECT current_setting('threads')").fetchone()[0] == 1
-    monkeypatch.setenv("SEGMENTATION_BACKEND", "oracle")
-    with pytest.raises(ValueError, match="unknown backend 'oracle'"):
+    monkeypatch.setenv("SEGMENTATION_BACKEND", "nosuch")
+    with pytest.raises(ValueError, match="unknown backend 'nosuch'"):
         connect_from_environment()
+
+
+def test_scale_steps_on_spark(spark_con, tmp_path):
+    """A Parquet data set read by Spark, co-occurrence counted by Spark, and value scores
+    streamed from Spark in batches: the same answers as on DuckDB."""
+    from segmentation import scale
+    from segmentation.recommend import association_rules_in_engine
+    from segmentation.synthetic import write_transactions_dataset
+    from segmentation.value import BetaGeo, GammaGamma
+
+    write_transactions_dataset(tmp_path / "lines", 60_000, seed=4, customers_per_part=150)
+    on_spark = load_store(tmp_path / "lines", con=spark_con, pseudonymize=False, suppress=[], as_of="2026-01-01")
+    on_duckdb = load_store(tmp_path / "lines", pseudonymize=False, suppress=[], as_of="2026-01-01")
+    pd.testing.assert_frame_equal(on_duckdb.quality, on_spark.quality)
+
+    rules = {}
+    for name, st in (("spark", on_spark), ("duckdb", on_duckdb)):
+        t = st.transactions
+        rules[name] = association_rules_in_engine(t.filter(~t.is_return), min_support=0.005, min_confidence=0.05)
+    assert len(rules["duckdb"]) > 20
+    pd.testing.assert_frame_equal(rules["spark"], rules["duckdb"], check_dtype=False)
+
+    summary = lifetime_summary(on_duckdb.transactions, "2026-01-01")
+    bgf, ggf = BetaGeo().fit(summary), GammaGamma().fit(summary)
+    table = lifetime_summary_table(on_spark.transactions, "2026-01-01")
+    scores = scale.score_value(table, bgf, ggf, batch_size=100)
+    expected = scale.score_value(summary, bgf, ggf, batch_size=100)
+    pd.testing.assert_frame_equal(scores, expected, check_dtype=False, atol=1e-9)

@@ -7,6 +7,8 @@ Python loop over baskets, customers or rows.
 * :func:`association_rules` -- pairwise co-purchase rules ``{a} -> {b}`` (support, confidence,
   lift) from a basket x item matrix ``B``: the pair counts are ``C = B.T @ B`` after pruning the
   items below ``min_support`` (a pair is never more frequent than either of its items).
+  :func:`association_rules_in_engine` gives the same rules from an Ibis table, counting the
+  pairs in the engine by a self-join on the basket (for data that does not fit in memory).
 * :class:`Recommender` -- a mix of (a) *buy again* (the customer's decayed repeat frequency),
   (b) *customers like you also buy* (items popular in the customer's segment, i.e. overall
   popularity re-weighted by the segment's lift) and (c) *often bought with X* (item-to-item
@@ -26,6 +28,7 @@ Example
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -34,9 +37,13 @@ import scipy.sparse as sp
 from matplotlib.figure import Figure
 from sklearn.base import BaseEstimator
 
+if TYPE_CHECKING:
+    import ibis.expr.types as ir
+
 __all__ = [
     "REASONS",
     "association_rules",
+    "association_rules_in_engine",
     "Recommender",
     "leave_last_order_out",
     "evaluate",
@@ -191,18 +198,81 @@ def association_rules(
     c, counts = _pair_counts(b_codes[on], remap[i_codes[on]], n, len(kept))
     c = c.tocoo()
     big = c.data >= min_count
-    a, q, both = c.row[big], c.col[big], c.data[big].astype(np.int64)
-    confidence = both / counts[a]
-    lift = confidence / (counts[q] / n)
-    ok = (confidence >= min_confidence) & (lift >= min_lift)
     labels = items[kept]
+    a, q = c.row[big], c.col[big]
+    return _rules(labels[a], labels[q], c.data[big], counts[a], counts[q], n, min_confidence, min_lift)
+
+
+def _rules(antecedent, consequent, both, count_a, count_q, n: int, min_confidence: float, min_lift: float) -> pd.DataFrame:
+    """Rules table from ordered pairs, their joint basket count and each side's basket count."""
+    both = np.asarray(both, dtype=np.int64)
+    confidence = both / np.asarray(count_a, dtype="float64")
+    lift = confidence / (np.asarray(count_q, dtype="float64") / n)
+    ok = (confidence >= min_confidence) & (lift >= min_lift)
     rules = pd.DataFrame({
-        "antecedent": labels[a[ok]], "consequent": labels[q[ok]], "support": both[ok] / n,
+        "antecedent": np.asarray(antecedent)[ok], "consequent": np.asarray(consequent)[ok], "support": both[ok] / n,
         "confidence": confidence[ok], "lift": lift[ok], "count": both[ok],
     })
     rules = rules.sort_values(["lift", "confidence", "antecedent", "consequent"], ascending=[False, False, True, True], ignore_index=True)
     rules.attrs["n_baskets"] = n
     return rules
+
+
+def association_rules_in_engine(
+    lines: ir.Table,
+    *,
+    basket: str = "order_id",
+    item: str = "product_id",
+    min_support: float = 0.01,
+    min_confidence: float = 0.1,
+    min_lift: float = 1.0,
+    max_items: int | None = None,
+) -> pd.DataFrame:
+    """:func:`association_rules` computed in the engine (DuckDB, Spark, a warehouse), for when
+    the basket x item matrix or the pair counts do not fit in memory.
+
+    The (basket, item) lines are de-duplicated, the items below ``min_support`` are pruned, the
+    remaining lines are joined to themselves on the basket (item < item, so each pair once), and
+    the pair counts below ``min_support`` are dropped, all in the engine; only the surviving
+    pairs come back. Same parameters and result as :func:`association_rules` (``max_items``
+    breaks ties in item frequency by item id).
+
+    Parameters
+    ----------
+    lines : ibis.Table
+        Purchase lines, e.g. ``Store.transactions`` filtered to purchases
+        (``t.filter(~t.is_return)``).
+
+    Notes
+    -----
+    The self-join costs O(sum over baskets of (kept items in basket)^2), spread over the
+    engine's workers and spilled to disk when needed; the result is O(frequent pairs).
+    """
+    import ibis
+
+    if not 0 < min_support <= 1:
+        raise ValueError(f"min_support must be in (0, 1], got {min_support}")
+    missing = [c for c in (basket, item) if c not in lines.columns]
+    if missing:
+        raise ValueError(f"lines has no column {missing[0]!r}; found {list(lines.columns)}")
+    pairs_in = lines.select(b=lines[basket], i=lines[item]).filter(lambda t: t.b.notnull() & t.i.notnull()).distinct()
+    n = int(pairs_in.b.nunique().execute())
+    min_count = max(1, math.ceil(min_support * n - 1e-9))
+    items = pairs_in.group_by("i").aggregate(n_i=pairs_in.count()).filter(lambda t: t.n_i >= min_count)
+    if max_items is not None:
+        items = items.order_by([ibis.desc("n_i"), "i"]).limit(max_items)
+    kept = pairs_in.semi_join(items, "i")
+    right = kept.view().rename(b2="b", j="i")
+    joined = kept.join(right, (kept.b == right.b2) & (kept.i < right.j))
+    counts = joined.group_by(["i", "j"]).aggregate(both=joined.count()).filter(lambda t: t.both >= min_count)
+    counts = counts.join(items, "i").join(items.rename(j="i", n_j="n_i"), "j")
+    df = counts.select("i", "j", "both", "n_i", "n_j").to_pyarrow().to_pandas()
+    antecedent = np.concatenate([df["i"].to_numpy(), df["j"].to_numpy()])
+    consequent = np.concatenate([df["j"].to_numpy(), df["i"].to_numpy()])
+    both = np.concatenate([df["both"].to_numpy(), df["both"].to_numpy()])
+    count_a = np.concatenate([df["n_i"].to_numpy(), df["n_j"].to_numpy()])
+    count_q = np.concatenate([df["n_j"].to_numpy(), df["n_i"].to_numpy()])
+    return _rules(antecedent, consequent, both, count_a, count_q, n, min_confidence, min_lift)
 
 
 # --------------------------------------------------------------------------------------------
