@@ -31,6 +31,21 @@ def test_planted_personas_are_recovered(synthetic):
     assert ari >= 0.95
 
 
+def test_large_customer_bases_are_fitted_on_a_sample(synthetic, tmp_path):
+    """Above sample_size customers the model is fitted on a sample, every customer is assigned in
+    batches, and the reproduction check is reported; the segments are those of the full fit."""
+    store, full = synthetic
+    assert full.sample_check is None
+    sampled = segment_customers(store, AS_OF, random_state=0, sample_size=1200, model_dir=tmp_path)
+    assert len(sampled.model.labels_) < 1400 and len(sampled.table) == len(full.table)
+    assert sampled.model.n_clusters_ == 7
+    assert adjusted_rand_score(full.table["segment"], sampled.table["segment"]) > 0.95
+    assert sampled.sample_check.attrs["ari"] > 0.9 and sampled.sample_check.attrs["customers"] == len(full.table)
+    # the next scheduled run, fitted on another sample size, keeps the segment ids
+    again = segment_customers(store, AS_OF, random_state=0, sample_size=1000, model_dir=tmp_path)
+    assert (again.table["segment"] == sampled.table["segment"]).mean() > 0.95
+
+
 def test_table_columns_and_determinism(synthetic):
     store, result = synthetic
     table = result.table

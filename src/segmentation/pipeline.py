@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from segmentation import privacy
+from segmentation import privacy, scale
 from segmentation.data import Store
 from segmentation.features import behaviour_columns, customer_features, demographics, encode_demographics
 from segmentation.rfm import rfm_scores, rfm_segments
@@ -40,6 +40,9 @@ class CustomerSegments:
         Customers left out for lack of profiling consent (counted in aggregates only).
     mapping : DataFrame or None
         How this run's segments were matched to the previous run's (``model_dir``).
+    sample_check : DataFrame or None
+        When the model was fitted on a sample (more customers than ``sample_size``): the
+        :func:`segmentation.scale.reproduction_check` table (``attrs["ari"]``).
     """
 
     table: pd.DataFrame
@@ -47,6 +50,7 @@ class CustomerSegments:
     features: list[str]
     excluded_no_consent: int
     mapping: pd.DataFrame | None = None
+    sample_check: pd.DataFrame | None = None
 
 
 def segment_customers(
@@ -59,6 +63,7 @@ def segment_customers(
     k_range: tuple[int, int] = (2, 10),
     use: str = "behaviour",
     model_dir: str | Path | None = None,
+    sample_size: int = 200_000,
 ) -> CustomerSegments:
     """Customer features, RFM segments and behavioural segments for every consenting customer.
 
@@ -79,6 +84,11 @@ def segment_customers(
         A feature the previous model used but this run lacks (e.g. a category no longer sold)
         counts as 0 for the alignment; such columns are listed in
         ``mapping.attrs["missing_features"]``.
+    sample_size : int
+        With more consenting customers than this, the model is fitted on a simple random sample
+        of about this many (seed ``random_state``), every customer is assigned in batches, and a
+        second sample checks that the segments reproduce (``sample_check``); see
+        :mod:`segmentation.scale`.
 
     Returns
     -------
@@ -112,18 +122,25 @@ def segment_customers(
         parts.append(encode_demographics(demo))
     model_input = pd.concat(parts, axis=1)
     columns = list(model_input.columns)
-    model = Segmenter(n_clusters, method=method, k_range=k_range, features=columns, random_state=random_state).fit(model_input)
+    model = Segmenter(n_clusters, method=method, k_range=k_range, features=columns, random_state=random_state)
+    check = None
+    if len(model_input) > sample_size:
+        model, fitted_on = scale.fit_on_sample(model, model_input, n=sample_size, random_state=random_state)
+        check = scale.reproduction_check(model, fitted_on, model_input, random_state=random_state + 1)
+    else:
+        model, fitted_on = model.fit(model_input), model_input
     mapping = None
     if model_dir is not None:
         path = Path(model_dir) / "segmenter.joblib"
         if path.is_file():
             previous = Segmenter.load(path)
-            missing = [c for c in previous.feature_names_in_ if c not in model_input.columns]
-            mapping = model.align_to(previous, model_input.reindex(columns=previous.feature_names_in_, fill_value=0.0))
+            missing = [c for c in previous.feature_names_in_ if c not in fitted_on.columns]
+            mapping = model.align_to(previous, fitted_on.reindex(columns=previous.feature_names_in_, fill_value=0.0))
             mapping.attrs["missing_features"] = missing
         model.save(path)
     scores = rfm_scores(features)
     table = features.join(demo).join(scores)
     table["rfm_segment"] = rfm_segments(scores)
-    table["segment"] = model.labels_
-    return CustomerSegments(table=table, model=model, features=columns, excluded_no_consent=excluded, mapping=mapping)
+    table["segment"] = model.labels_ if fitted_on is model_input else scale.assign_segments(model, model_input)["segment"]
+    return CustomerSegments(table=table, model=model, features=columns, excluded_no_consent=excluded, mapping=mapping,
+                            sample_check=check)
