@@ -120,3 +120,20 @@ def test_load_config_overrides_and_errors(tmp_path):
     cfg.write_text("paramters: {}\n")
     with pytest.raises(ParameterError, match=r"unknown config keys \['paramters'\]"):
         load_config(cfg)
+
+
+def test_shipped_configs_load_and_secrets_stay_out_of_the_manifest(notebooks, tmp_path):
+    from segmentation.runner import redact
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    default, spark = load_config(root / "default.yaml"), load_config(root / "spark.yaml")
+    assert default.backend == "duckdb" and spark.backend == "pyspark"
+    assert spark.parameters == default.parameters and spark.backend_options["master"] == "local[2]"
+    options = {"account": "acme", "password": "hunter2", "spark_conf": {"spark.authenticate.secret": "s3", "x": 1}}
+    assert redact(options) == {"account": "acme", "password": "***", "spark_conf": {"spark.authenticate.secret": "***", "x": 1}}
+    config = _config(notebooks, tmp_path, value=2)
+    config.notebooks = ["01"]
+    config.backend_options = {"database": ":memory:", "api_token": "hunter2"}
+    run = run_reports(config)
+    manifest = (run / "manifest.json").read_text()
+    assert "hunter2" not in manifest and json.loads(manifest)["backend"]["options"]["api_token"] == "***"

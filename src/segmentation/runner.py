@@ -355,6 +355,16 @@ def _point_latest(output: Path, run_dir: Path) -> None:
     os.replace(tmp, output / "latest")
 
 
+_SECRET_WORDS = ("password", "secret", "token", "key", "credential", "auth")
+
+
+def redact(options: dict[str, Any]) -> dict[str, Any]:
+    """Backend options as recorded in the manifest: values of secret-looking keys (password,
+    token, key, ...) replaced by ``"***"``, nested mappings included."""
+    return {k: redact(v) if isinstance(v, dict) else ("***" if any(w in k.lower() for w in _SECRET_WORDS) else v)
+            for k, v in options.items()}
+
+
 def run_reports(config: RunConfig, *, run_id: str | None = None, log=print) -> Path:
     """Execute the report notebooks and publish them; returns the published run folder.
 
@@ -394,7 +404,7 @@ def run_reports(config: RunConfig, *, run_id: str | None = None, log=print) -> P
         "versions": _versions(),
         "git_commit": _git_commit(),
         "data_fingerprint": fingerprint(config.parameters),
-        "backend": {"name": config.backend, "options": config.backend_options},
+        "backend": {"name": config.backend, "options": redact(config.backend_options)},
         "status": "running",
     }
     t_run = time.perf_counter()
