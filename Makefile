@@ -35,7 +35,10 @@ lab: setup ## Open JupyterLab on the notebooks
 benchmark: setup ## Time feature building and segmentation at 100k/1M/10M lines (prints figures)
 	$(BIN)/python benchmarks/bench_features.py
 
+benchmark-scaling: setup ## The scaling curve: 1M/10M/50M lines on DuckDB and Spark (about 40 min; figures in reports/benchmarks)
+	$(BIN)/python benchmarks/bench_scaling.py --sizes 1000000 10000000 50000000 --customers 1000000 5000000
+
 clean: ## Remove the virtual environment and caches (keeps reports/)
 	rm -rf $(VENV) .pytest_cache .hypothesis src/*.egg-info
 
-.PHONY: help setup report test lab benchmark clean
+.PHONY: help setup report test lab benchmark benchmark-scaling clean

@@ -28,6 +28,7 @@ def features() -> pd.DataFrame:
         "cat_bread": [0.2, 0.4, 1.0, 1.0, 0.9, 1.0],
         "discount_share": [0.5, 0.3, 0.4, 0.0, 0.0, 0.0],
         "monetary": [100.0, 50, 10, 400, 20, 5],
+        "avg_order_value": [20.0, 10, 10, 20, 10, 5],  # gross spend = 100, 30, 10, 400, 20, 5
         "frequency": [5, 3, 1, 20, 2, 1],
         "recency_days": [10.0, 200, 30, 300, 15, 400],
         "ipi_mean_days": [20.0, 30, float("nan"), 10, 40, float("nan")],
@@ -46,9 +47,11 @@ def customers() -> pd.DataFrame:
 
 def test_category_lift_and_discount_sensitivity_known_values(features):
     lift = category_lift(features)
-    # population mean wine share 1.5/6 = 0.25; A's mean 1.4/3
-    assert lift.loc["A", "wine"] == pytest.approx((1.4 / 3) / 0.25)
-    assert lift.loc["B", "bread"] == pytest.approx((2.9 / 3) / (4.5 / 6))
+    # spend on wine: A 80 + 18 + 0 = 98 of 140, B 0 + 2 + 0 = 2 of 425; population 100 of 565
+    assert lift.loc["A", "wine"] == pytest.approx((98 / 140) / (100 / 565))
+    # bread: B 400 + 18 + 5 = 423 of 425; population 465 of 565
+    assert lift.loc["B", "bread"] == pytest.approx((423 / 425) / (465 / 565))
+    assert lift.loc["B", "wine"] == pytest.approx((2 / 425) / (100 / 565))
     sens = discount_sensitivity(features)
     assert sens["A"] == pytest.approx(0.4 / 0.2) and sens["B"] == 0.0
 
@@ -57,11 +60,11 @@ def test_promotion_plan_follows_the_rule_table(features):
     plan = promotion_plan(category_lift(features), discount_sensitivity(features)).set_index(["group", "category"])
     assert plan.loc[("A", "wine"), "rule"] == "discount_favourite"
     assert plan.loc[("A", "wine"), "offer"] == "10% off wine"
-    assert plan.loc[("A", "wine"), "reason"].startswith("Customers in A buy wine at 1.9x the average rate and use discounts 2.0x")
+    assert plan.loc[("A", "wine"), "reason"].startswith("Customers in A buy wine at 4.0x the average rate and use discounts 2.0x")
     assert plan.loc[("B", "bread"), "rule"] == "feature_favourite"
-    assert plan.loc[("A", "bread"), "rule"] == "trial_discount"  # lift 0.71, discount-sensitive
+    assert plan.loc[("A", "bread"), "rule"] == "trial_discount"  # lift (42/140)/(465/565) = 0.36, discount-sensitive
     assert plan.loc[("A", "bread"), "customers"] == "non_buyers"
-    assert ("B", "wine") not in plan.index  # lift 0.13 but B never uses discounts: no rule matches
+    assert ("B", "wine") not in plan.index  # lift 0.03 but B never uses discounts: no rule matches
     # editing the table changes the plan: a rule that discounts everything
     rules = OFFER_RULES.iloc[:1].assign(min_lift=0.0, min_discount_sensitivity=0.0)
     assert len(promotion_plan(category_lift(features), discount_sensitivity(features), rules=rules)) == 4

@@ -84,12 +84,14 @@ def _contactable(table: pd.DataFrame, customers: pd.DataFrame | None) -> tuple[p
 # promotion plan
 # --------------------------------------------------------------------------------------------
 def category_lift(features: pd.DataFrame, by: str | None = None) -> pd.DataFrame:
-    """Each group's mean category spend share relative to the whole population.
+    """Each group's spend share per category relative to the whole population (the wide form of
+    :func:`segmentation.personas.category_lift`).
 
     Parameters
     ----------
     features : DataFrame
-        Customer features with ``cat_<category>`` share columns and the group column.
+        Customer features with ``cat_<category>`` share columns, ``avg_order_value``,
+        ``frequency`` and the group column.
     by : str, optional
         Group column (default ``persona`` when present, else ``segment``).
 
@@ -99,13 +101,15 @@ def category_lift(features: pd.DataFrame, by: str | None = None) -> pd.DataFrame
         Index group, one column per category (``cat_`` prefix removed); 1 = like the
         population, 2 = twice the population's share. O(customers x categories).
     """
+    from segmentation.personas import category_lift as long_lift
+
     col = _group_column(features, by)
-    cats = [c for c in features.columns if c.startswith("cat_")]
-    if not cats:
+    if not any(c.startswith("cat_") for c in features.columns):
         raise ValueError("features has no cat_<category> share columns; compute them with segmentation.features.customer_features")
-    overall = features[cats].mean()
-    lift = features.groupby(col, observed=True)[cats].mean() / overall.where(overall > 0)
-    return lift.rename(columns=lambda c: c.removeprefix("cat_"))
+    _require(features, ["avg_order_value", "frequency"], "features")
+    long = long_lift(features, features[col], min_share=0.0, top=None)
+    lift = long.pivot(index="segment", columns="category", values="lift").rename_axis(index=col, columns=None)
+    return lift
 
 
 def discount_sensitivity(features: pd.DataFrame, by: str | None = None) -> pd.Series:

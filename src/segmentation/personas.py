@@ -122,13 +122,17 @@ def _index_vs_population(values: pd.DataFrame, segment: pd.Series) -> pd.DataFra
     return values.groupby(segment).mean().div(pop.where(pop != 0)).mul(100)
 
 
-def category_lift(table: pd.DataFrame, segment: pd.Series, *, min_share: float = 0.02, top: int = 5) -> pd.DataFrame:
+def category_lift(table: pd.DataFrame, segment: pd.Series, *, min_share: float = 0.02, top: int | None = 5) -> pd.DataFrame:
     """Categories typical of each segment: spend share in the segment / in the population.
 
-    Spend per category is ``cat_<x> share x gross spend`` per customer. Only categories with at
-    least ``min_share`` of the segment's spend are ranked (support floor).
+    Spend per category is ``cat_<x> share x gross spend`` per customer (gross spend =
+    ``avg_order_value x frequency``), so big spenders weigh by what they spend. Only categories
+    with at least ``min_share`` of the segment's spend are ranked (support floor). This is the
+    one definition of category lift in the project (:func:`segmentation.offers.category_lift`
+    is its wide form).
 
-    Returns ``segment, category, share, population_share, lift`` (``top`` rows per segment).
+    Returns ``segment, category, share, population_share, lift`` (``top`` rows per segment, or
+    every row when ``top`` is None).
     """
     cats = [c for c in table.columns if c.startswith("cat_")]
     if not cats:
@@ -144,7 +148,7 @@ def category_lift(table: pd.DataFrame, segment: pd.Series, *, min_share: float =
     long["lift"] = long["share"] / long["population_share"].where(long["population_share"] > 0)
     long["category"] = long["category"].str.removeprefix("cat_")
     long = long[long["share"] >= min_share].sort_values(["segment", "lift"], ascending=[True, False])
-    return long.groupby("segment").head(top).reset_index(drop=True)
+    return (long if top is None else long.groupby("segment").head(top)).reset_index(drop=True)
 
 
 def product_lift(transactions, segment: pd.Series, *, products: pd.DataFrame | None = None,
