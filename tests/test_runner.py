@@ -122,8 +122,12 @@ def test_load_config_overrides_and_errors(tmp_path):
         load_config(cfg)
 
 
-def test_shipped_configs_load_and_secrets_stay_out_of_the_manifest(notebooks, tmp_path):
+def test_shipped_configs_load_and_secrets_stay_out_of_the_manifest(notebooks, tmp_path, monkeypatch):
+    import os
+
     from segmentation.runner import redact
+
+    monkeypatch.delenv("SEGMENTATION_BACKEND", raising=False)
 
     root = Path(__file__).resolve().parents[1] / "configs"
     default, spark = load_config(root / "default.yaml"), load_config(root / "spark.yaml")
@@ -137,3 +141,4 @@ def test_shipped_configs_load_and_secrets_stay_out_of_the_manifest(notebooks, tm
     run = run_reports(config)
     manifest = (run / "manifest.json").read_text()
     assert "hunter2" not in manifest and json.loads(manifest)["backend"]["options"]["api_token"] == "***"
+    assert "SEGMENTATION_BACKEND" not in os.environ  # the run's engine does not leak into this process

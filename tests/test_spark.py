@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -66,3 +68,26 @@ def test_scale_steps_on_spark(spark_con, tmp_path):
     scores = scale.score_value(table, bgf, ggf, batch_size=100)
     expected = scale.score_value(summary, bgf, ggf, batch_size=100)
     pd.testing.assert_frame_equal(scores, expected, check_dtype=False, atol=1e-9)
+
+
+def test_report_run_on_spark_gives_the_duckdb_tables(tmp_path):
+    """The unchanged notebooks, run by the report runner with ``backend: pyspark``, publish the
+    same tables as with DuckDB."""
+    from conftest import ROOT
+    from segmentation.runner import RunConfig, run_reports
+
+    params = {"source": "synthetic", "as_of": "2026-01-01", "seed": 5, "n_customers": 300, "n_boot": 3}
+    runs = {}
+    for backend, options in (("duckdb", {}), ("pyspark", {"master": "local[2]"})):
+        config = RunConfig(parameters=params, output=tmp_path / backend, notebook_dir=ROOT / "notebooks",
+                           notebooks=["01", "02"], kernel="segmentation", timeout=900, backend=backend,
+                           backend_options=options)
+        runs[backend] = run_reports(config, run_id="r", log=lambda _: None)
+    manifest = json.loads((runs["pyspark"] / "manifest.json").read_text())
+    assert manifest["backend"] == {"name": "pyspark", "options": {"master": "local[2]"}}
+    tables = sorted(p.relative_to(runs["duckdb"]) for p in runs["duckdb"].glob("tables/**/*.csv"))
+    assert len(tables) >= 5
+    assert tables == sorted(p.relative_to(runs["pyspark"]) for p in runs["pyspark"].glob("tables/**/*.csv"))
+    for rel in tables:
+        pd.testing.assert_frame_equal(pd.read_csv(runs["pyspark"] / rel), pd.read_csv(runs["duckdb"] / rel),
+                                      check_dtype=False, rtol=1e-9, obj=str(rel))

@@ -23,6 +23,7 @@ last good report and the run can simply be started again.
 from __future__ import annotations
 
 import ast
+import contextlib
 import datetime as dt
 import hashlib
 import html
@@ -365,6 +366,51 @@ def redact(options: dict[str, Any]) -> dict[str, Any]:
             for k, v in options.items()}
 
 
+def _execute(notebooks: list[Path], per_notebook: dict[Path, dict[str, Any]], staging: Path, config: RunConfig,
+             manifest: dict[str, Any], log) -> BaseException | None:
+    """Run the notebooks in order into ``staging``; stop at the first failure and return it."""
+    import papermill as pm
+
+    failure: BaseException | None = None
+    for i, nb in enumerate(notebooks, 1):
+        log(f"[{i}/{len(notebooks)}] {nb.stem} ...")
+        executed = staging / nb.name
+        t0 = time.perf_counter()
+        entry = {"notebook": nb.name, "title": _title(nb), "parameters": per_notebook[nb]}
+        try:
+            with _environment(SEGMENTATION_TABLES_DIR=str(staging / "tables" / nb.stem)):  # where safe_table saves
+                pm.execute_notebook(
+                    str(nb), str(executed), parameters=per_notebook[nb], kernel_name=config.kernel,
+                    cwd=str(nb.parent), progress_bar=False, execution_timeout=config.timeout,
+                )
+            _render_html(executed, staging / f"{nb.stem}.html")
+            entry.update(status="ok", html=f"{nb.stem}.html")
+        except Exception as exc:  # papermill raises PapermillExecutionError; keep the notebook
+            entry.update(status="failed", error=str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc))
+            failure = exc
+        entry["seconds"] = round(time.perf_counter() - t0, 1)
+        manifest["notebooks"].append(entry)
+        log(f"[{i}/{len(notebooks)}] {nb.stem}: {entry['status']} ({entry['seconds']:.1f} s)")
+        if failure is not None:
+            break
+    return failure
+
+
+@contextlib.contextmanager
+def _environment(**variables: str):
+    """Set environment variables (inherited by the kernels) and restore the previous values."""
+    previous = {k: os.environ.get(k) for k in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for k, v in previous.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def run_reports(config: RunConfig, *, run_id: str | None = None, log=print) -> Path:
     """Execute the report notebooks and publish them; returns the published run folder.
 
@@ -385,8 +431,6 @@ def run_reports(config: RunConfig, *, run_id: str | None = None, log=print) -> P
     RunFailed
         When a notebook fails; the failed run is kept as ``<output>/<run id>.failed``.
     """
-    import papermill as pm
-
     notebooks = discover_notebooks(config.notebook_dir, config.notebooks)
     per_notebook = validate_parameters(notebooks, config.parameters)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -408,31 +452,9 @@ def run_reports(config: RunConfig, *, run_id: str | None = None, log=print) -> P
         "status": "running",
     }
     t_run = time.perf_counter()
-    failure: BaseException | None = None
-    os.environ["SEGMENTATION_BACKEND"] = config.backend  # read by data.load_store in the kernels
-    os.environ["SEGMENTATION_BACKEND_OPTIONS"] = json.dumps(config.backend_options)
-    for i, nb in enumerate(notebooks, 1):
-        log(f"[{i}/{len(notebooks)}] {nb.stem} ...")
-        executed = staging / nb.name
-        t0 = time.perf_counter()
-        entry = {"notebook": nb.name, "title": _title(nb), "parameters": per_notebook[nb]}
-        os.environ["SEGMENTATION_TABLES_DIR"] = str(staging / "tables" / nb.stem)  # inherited by the kernel
-        try:
-            pm.execute_notebook(
-                str(nb), str(executed), parameters=per_notebook[nb], kernel_name=config.kernel,
-                cwd=str(nb.parent), progress_bar=False, execution_timeout=config.timeout,
-            )
-            _render_html(executed, staging / f"{nb.stem}.html")
-            entry.update(status="ok", html=f"{nb.stem}.html")
-        except Exception as exc:  # papermill raises PapermillExecutionError; keep the notebook
-            entry.update(status="failed", error=str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc))
-            failure = exc
-        entry["seconds"] = round(time.perf_counter() - t0, 1)
-        manifest["notebooks"].append(entry)
-        os.environ.pop("SEGMENTATION_TABLES_DIR", None)
-        log(f"[{i}/{len(notebooks)}] {nb.stem}: {entry['status']} ({entry['seconds']:.1f} s)")
-        if failure is not None:
-            break
+    with _environment(SEGMENTATION_BACKEND=config.backend,  # read by data.load_store in the kernels
+                      SEGMENTATION_BACKEND_OPTIONS=json.dumps(config.backend_options)):
+        failure = _execute(notebooks, per_notebook, staging, config, manifest, log)
     manifest["tables"] = {
         str(p.relative_to(staging)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted((staging / "tables").rglob("*.csv"))
