@@ -11,6 +11,7 @@ its JVM), sampled every 0.2 s from ``/proc``. Steps per data size:
 * ``rules: duckdb`` -- co-occurrence rules counted in the engine (min support 0.1%);
 * ``value: duckdb`` -- lifetime summary in the engine, BG/NBD on the compressed summary,
   Gamma-Gamma on a 100k-customer sample, scores streamed to Parquet in batches of 100k;
+* ``rules: duckdb 1GB``, ``value: duckdb 1GB`` -- the same with ``memory_limit=1GB``;
 * ``segments: sample + batches`` -- fit on a 100k-customer sample, assign all customers in
   batches, reproduction check.
 
@@ -54,9 +55,7 @@ def _store(data: str, backend: str, **options):
 def step_features(data: str, work: str, backend: str = "duckdb", **options) -> dict:
     from segmentation.features import customer_features
 
-    if "memory_limit" in options:
-        options.setdefault("temp_directory", str(Path(work) / "spill"))
-    store = _store(data, backend, **options)
+    store = _store(data, backend, **_duckdb_options(work, options))
     features = customer_features(store.transactions, AS_OF)
     if backend == "duckdb" and not options:
         features.reset_index().to_parquet(Path(work) / "features.parquet")
@@ -64,20 +63,26 @@ def step_features(data: str, work: str, backend: str = "duckdb", **options) -> d
     return {"lines": int(rows["rows_in"]), "customers": len(features)}
 
 
-def step_rules(data: str, work: str) -> dict:
+def _duckdb_options(work: str, options: dict) -> dict:
+    if "memory_limit" in options:
+        options.setdefault("temp_directory", str(Path(work) / "spill"))
+    return options
+
+
+def step_rules(data: str, work: str, **options) -> dict:
     from segmentation.recommend import association_rules_in_engine
 
-    t = _store(data, "duckdb").transactions
+    t = _store(data, "duckdb", **_duckdb_options(work, options)).transactions
     rules = association_rules_in_engine(t.filter(~t.is_return), min_support=0.001, min_confidence=0.05)
     return {"rules": len(rules)}
 
 
-def step_value(data: str, work: str) -> dict:
+def step_value(data: str, work: str, **options) -> dict:
     from segmentation import scale
     from segmentation.features import lifetime_summary_table
     from segmentation.value import BetaGeo, GammaGamma, compress_summary
 
-    summary = lifetime_summary_table(_store(data, "duckdb").transactions, AS_OF)
+    summary = lifetime_summary_table(_store(data, "duckdb", **_duckdb_options(work, options)).transactions, AS_OF)
     compressed = compress_summary(summary).to_pandas()
     bgf = BetaGeo().fit(compressed, sample_weight="weight")
     ggf = GammaGamma().fit(scale.sample_customers(summary, SAMPLE, random_state=0))
@@ -202,7 +207,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", type=int, default=[1_000_000, 10_000_000])
     parser.add_argument("--customers", nargs="*", type=int, default=[])
-    parser.add_argument("--steps", nargs="+", default=["duckdb", "duckdb 1GB", "spark", "rules", "value", "segments"])
+    parser.add_argument("--steps", nargs="+", default=["duckdb", "duckdb 1GB", "spark", "rules", "rules 1GB", "value", "value 1GB", "segments"])
     parser.add_argument("--out", type=Path, default=Path("reports/benchmarks"))
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -241,10 +246,10 @@ def main() -> None:
                     options = dict(options)
                     backend = options.pop("backend", "duckdb")
                     record("lines", size, f"features: {name}", measure("features", str(data), str(work), json.dumps({"backend": backend, **options})))
-            if "rules" in args.steps:
-                record("lines", size, "rules: duckdb", measure("rules", str(data), str(work)))
-            if "value" in args.steps:
-                record("lines", size, "value: duckdb", measure("value", str(data), str(work)))
+            for step in ("rules", "value"):
+                for suffix, options in (("", {}), (" 1GB", feature_steps["duckdb 1GB"])):
+                    if step + suffix in args.steps:
+                        record("lines", size, f"{step}: duckdb{suffix}", measure(step, str(data), str(work), json.dumps(options)))
             if "segments" in args.steps and (work / "features.parquet").exists():
                 record("lines", size, "segments: sample + batches", measure("segments", str(work / "features.parquet"), str(work)))
                 if size <= 10_000_000 or features_for_resampling is None:  # resample the 10M-line store's customers

@@ -141,7 +141,8 @@ def iter_batches(source: Any, batch_size: int = DEFAULT_BATCH, columns: list[str
         dataset = pads.dataset(_path(source), format="parquet")
         names = dataset.schema.names
         cols = None if columns is None else [c for c in dict.fromkeys(["customer_id", *columns]) if c in names]
-        batches = dataset.to_batches(columns=cols, batch_size=batch_size)
+        # little read-ahead: memory stays O(batch + one row group) however large the file is
+        batches = dataset.to_batches(columns=cols, batch_size=batch_size, batch_readahead=1, fragment_readahead=1)
     pending: list[pa.RecordBatch] = []
     n_pending = 0
     for batch in batches:  # engines may hand back smaller batches: regroup to batch_size
