@@ -88,6 +88,8 @@ def test_report_run_on_spark_gives_the_duckdb_tables(tmp_path):
     tables = sorted(p.relative_to(runs["duckdb"]) for p in runs["duckdb"].glob("tables/**/*.csv"))
     assert len(tables) >= 5
     assert tables == sorted(p.relative_to(runs["pyspark"]) for p in runs["pyspark"].glob("tables/**/*.csv"))
+    # Tables are written with 6 significant digits and the engines add floats in different orders,
+    # so a sum may land on either side of a rounding boundary: compare to the written precision.
     for rel in tables:
         pd.testing.assert_frame_equal(pd.read_csv(runs["pyspark"] / rel), pd.read_csv(runs["duckdb"] / rel),
-                                      check_dtype=False, rtol=1e-9, obj=str(rel))
+                                      check_dtype=False, rtol=1e-5, obj=str(rel))
