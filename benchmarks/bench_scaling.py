@@ -91,12 +91,13 @@ def step_value(data: str, work: str, **options) -> dict:
 
 
 def step_segments(features: str, work: str) -> dict:
-    from segmentation import scale
-    from segmentation.segments import Segmenter
-
     import pyarrow.parquet as pq
 
-    names = [c for c in pq.read_schema(features).names if c not in ("customer_id", "first_purchase", "last_purchase", "n_products")]
+    from segmentation import scale
+    from segmentation.features import behaviour_columns
+    from segmentation.segments import Segmenter
+
+    names = behaviour_columns(pq.read_schema(features).empty_table().to_pandas())  # the pipeline's default columns
     seg, sample = scale.fit_on_sample(Segmenter(features=names, random_state=0), features, n=SAMPLE, random_state=0)
     scale.assign_segments(seg, features, batch_size=BATCH, out=Path(work) / "segments.parquet")
     check = scale.reproduction_check(seg, sample, features, random_state=1, batch_size=BATCH)

@@ -309,7 +309,7 @@ def _open(con: Any, obj: Any, table: str) -> ir.Table:
         t = obj
     elif isinstance(obj, (str, os.PathLike)):
         path = Path(obj)
-        parquet_dataset = path.is_dir() and any(path.glob("*.parquet"))
+        parquet_dataset = _is_parquet_dataset(path)
         if not (path.is_file() or parquet_dataset):
             what = "folder without *.parquet files" if path.is_dir() else "file not found"
             raise DataContractError(f"{table}: {path}: {what}; check the path or the data folder")
@@ -736,9 +736,14 @@ def _find(folder: Path, name: str) -> Path | None:
     for ext in (".parquet", ".csv", ".csv.gz"):
         if (folder / f"{name}{ext}").is_file():
             return folder / f"{name}{ext}"
-    if (folder / name).is_dir() and any((folder / name).glob("*.parquet")):
+    if _is_parquet_dataset(folder / name):
         return folder / name
     return None
+
+
+def _is_parquet_dataset(path: Path) -> bool:
+    """A folder of Parquet parts (``path/*.parquet``), read as one table."""
+    return path.is_dir() and any(path.glob("*.parquet"))
 
 
 def _small_table(con: Any, obj: Any, table: str) -> pd.DataFrame | None:
@@ -828,7 +833,7 @@ def load_store(
         tables = dict(source)
     elif isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
         tables = {t: _find(Path(source), t) for t in schema.TABLES}
-        if tables["transactions"] is None and any(Path(source).glob("*.parquet")):
+        if tables["transactions"] is None and _is_parquet_dataset(Path(source)):
             tables = {"transactions": source}  # the folder is itself a Parquet data set of lines
         elif tables["transactions"] is None:
             raise DataContractError(f"folder {source} has no transactions.parquet / .csv / .csv.gz, "

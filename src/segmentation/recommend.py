@@ -73,9 +73,7 @@ _CANDIDATES = 200
 def _require(df: pd.DataFrame, columns: list[str], name: str) -> None:
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"{name} must be a pandas DataFrame, got {type(df).__name__}")
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise ValueError(f"{name} has no column {missing[0]!r} (needs {columns}); found {list(df.columns)}. Rename your columns to these names.")
+    _require_columns(list(df.columns), columns, name)
     nulls = df[columns].isna().sum()
     if nulls.any():
         col = nulls.index[nulls.to_numpy() > 0][0]
@@ -129,6 +127,22 @@ def _pair_counts(basket: np.ndarray, item: np.ndarray, n_baskets: int, n_items: 
 # --------------------------------------------------------------------------------------------
 # association rules
 # --------------------------------------------------------------------------------------------
+def _require_columns(found: list[str], columns: list[str], name: str) -> None:
+    missing = [c for c in columns if c not in found]
+    if missing:
+        raise ValueError(f"{name} has no column {missing[0]!r} (needs {columns}); found {found}. Rename your columns to these names.")
+
+
+def _check_support(min_support: float) -> None:
+    if not 0 < min_support <= 1:
+        raise ValueError(f"min_support must be in (0, 1], got {min_support}")
+
+
+def _min_count(min_support: float, n_baskets: int) -> int:
+    """Baskets a pair (or item) must be in to reach ``min_support`` (at least 1)."""
+    return max(1, math.ceil(min_support * n_baskets - 1e-9))
+
+
 def association_rules(
     baskets: pd.DataFrame,
     *,
@@ -182,13 +196,12 @@ def association_rules(
     [[0.25, 0.5, 1.0]]
     """
     _require(baskets, [basket, item], "baskets")
-    if not 0 < min_support <= 1:
-        raise ValueError(f"min_support must be in (0, 1], got {min_support}")
+    _check_support(min_support)
     b_codes, b_uniques = pd.factorize(baskets[basket])
     i_codes, items = pd.factorize(baskets[item])
     n = len(b_uniques)
     item_baskets = np.bincount(np.unique(i_codes.astype(np.int64) * n + b_codes) // n, minlength=len(items))
-    min_count = max(1, math.ceil(min_support * n - 1e-9))
+    min_count = _min_count(min_support, n)
     kept = np.flatnonzero(item_baskets >= min_count)
     if max_items is not None:
         kept = kept[np.argsort(-item_baskets[kept], kind="stable")[:max_items]]
@@ -250,14 +263,11 @@ def association_rules_in_engine(
     """
     import ibis
 
-    if not 0 < min_support <= 1:
-        raise ValueError(f"min_support must be in (0, 1], got {min_support}")
-    missing = [c for c in (basket, item) if c not in lines.columns]
-    if missing:
-        raise ValueError(f"lines has no column {missing[0]!r}; found {list(lines.columns)}")
+    _check_support(min_support)
+    _require_columns(list(lines.columns), [basket, item], "lines")
     pairs_in = lines.select(b=lines[basket], i=lines[item]).filter(lambda t: t.b.notnull() & t.i.notnull()).distinct()
     n = int(pairs_in.b.nunique().execute())
-    min_count = max(1, math.ceil(min_support * n - 1e-9))
+    min_count = _min_count(min_support, n)
     items = pairs_in.group_by("i").aggregate(n_i=pairs_in.count()).filter(lambda t: t.n_i >= min_count)
     if max_items is not None:
         items = items.order_by([ibis.desc("n_i"), "i"]).limit(max_items)

@@ -371,6 +371,8 @@ def _execute(notebooks: list[Path], per_notebook: dict[Path, dict[str, Any]], st
     """Run the notebooks in order into ``staging``; stop at the first failure and return it."""
     import papermill as pm
 
+    from segmentation.report import TABLES_ENV
+
     failure: BaseException | None = None
     for i, nb in enumerate(notebooks, 1):
         log(f"[{i}/{len(notebooks)}] {nb.stem} ...")
@@ -378,7 +380,7 @@ def _execute(notebooks: list[Path], per_notebook: dict[Path, dict[str, Any]], st
         t0 = time.perf_counter()
         entry = {"notebook": nb.name, "title": _title(nb), "parameters": per_notebook[nb]}
         try:
-            with _environment(SEGMENTATION_TABLES_DIR=str(staging / "tables" / nb.stem)):  # where safe_table saves
+            with _environment(**{TABLES_ENV: str(staging / "tables" / nb.stem)}):  # where report.save_table saves
                 pm.execute_notebook(
                     str(nb), str(executed), parameters=per_notebook[nb], kernel_name=config.kernel,
                     cwd=str(nb.parent), progress_bar=False, execution_timeout=config.timeout,
@@ -452,8 +454,10 @@ def run_reports(config: RunConfig, *, run_id: str | None = None, log=print) -> P
         "status": "running",
     }
     t_run = time.perf_counter()
-    with _environment(SEGMENTATION_BACKEND=config.backend,  # read by data.load_store in the kernels
-                      SEGMENTATION_BACKEND_OPTIONS=json.dumps(config.backend_options)):
+    from segmentation.data import BACKEND_ENV, BACKEND_OPTIONS_ENV
+
+    # read by data.connect_from_environment in the kernels
+    with _environment(**{BACKEND_ENV: config.backend, BACKEND_OPTIONS_ENV: json.dumps(config.backend_options)}):
         failure = _execute(notebooks, per_notebook, staging, config, manifest, log)
     manifest["tables"] = {
         str(p.relative_to(staging)): hashlib.sha256(p.read_bytes()).hexdigest()

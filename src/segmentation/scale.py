@@ -105,6 +105,11 @@ def _indexed(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+def _wanted(columns: list[str], available) -> list[str]:
+    """``customer_id`` (when present) and the requested ``columns`` found in ``available``."""
+    return [c for c in dict.fromkeys(["customer_id", *columns]) if c in available]
+
+
 def _engine_batches(table: Any, batch_size: int) -> Iterator[pa.RecordBatch]:
     """Stream an Ibis table's rows as Arrow record batches."""
     import ibis
@@ -130,17 +135,16 @@ def iter_batches(source: Any, batch_size: int = DEFAULT_BATCH, columns: list[str
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     if isinstance(source, pd.DataFrame):
-        df = source if columns is None else source[[c for c in dict.fromkeys(["customer_id", *columns]) if c in source.columns]]
+        df = source if columns is None else source[_wanted(columns, source.columns)]
         for start in range(0, len(df), batch_size):
             yield _indexed(df.iloc[start:start + batch_size])
         return
     if _is_ibis(source):
-        t = source if columns is None else source.select(*[c for c in dict.fromkeys(["customer_id", *columns]) if c in source.columns])
+        t = source if columns is None else source.select(*_wanted(columns, source.columns))
         batches: Iterator[pa.RecordBatch] = _engine_batches(_ordered(t), batch_size)
     else:
         dataset = pads.dataset(_path(source), format="parquet")
-        names = dataset.schema.names
-        cols = None if columns is None else [c for c in dict.fromkeys(["customer_id", *columns]) if c in names]
+        cols = None if columns is None else _wanted(columns, dataset.schema.names)
         # little read-ahead: memory stays O(batch + one row group) however large the file is
         batches = dataset.to_batches(columns=cols, batch_size=batch_size, batch_readahead=1, fragment_readahead=1)
     pending: list[pa.RecordBatch] = []
