@@ -29,11 +29,12 @@ report: setup ## Run every notebook on the bundled synthetic store; HTML reports
 test: setup ## Run the whole test suite (unit tests, notebooks, real-data checks)
 	$(BIN)/python -m pytest -q
 
-lab: setup ## Open JupyterLab on the notebooks
-	$(BIN)/jupyter lab notebooks/
+lab: setup ## Open JupyterLab on the notebooks (works as root, e.g. in containers)
+	$(BIN)/jupyter lab notebooks/ $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
-benchmark: setup ## Time feature building and segmentation at 100k/1M/10M lines (prints figures)
+benchmark: setup ## Time features (few and many customers), rules, and the main job against one in-process pass (prints figures)
 	$(BIN)/python benchmarks/bench_features.py
+	$(BIN)/python benchmarks/bench_run.py
 
 benchmark-scaling: setup ## The scaling curve: 1M/10M/50M lines on DuckDB and Spark (about 40 min; figures in reports/benchmarks)
 	$(BIN)/python benchmarks/bench_scaling.py --sizes 1000000 10000000 50000000 --customers 1000000 5000000

@@ -242,7 +242,7 @@ def main() -> None:
             data, work = Path(tmp) / f"lines_{size}", Path(tmp) / f"work_{size}"
             work.mkdir()
             t0 = time.perf_counter()
-            parts = write_transactions_dataset(data, size, seed=1)
+            parts = write_transactions_dataset(data, size, random_state=1)
             record("lines", size, "generate data", {"wall_s": round(time.perf_counter() - t0, 1), "lines": int(parts["lines"].sum()),
                                                      "disk_mb": round(sum(p.stat().st_size for p in data.iterdir()) / 2**20)})
             for name, options in feature_steps.items():

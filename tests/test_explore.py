@@ -33,8 +33,10 @@ def tx():
 
 def test_overview(tx):
     o = explore.overview(tx, AS_OF).set_index("figure")["value"]
-    assert o["customers"] == "3" and o["orders"] == "4" and o["net revenue"] == "105"
-    assert o["average order value"] == "28.75"  # (20 + 5 + 10 + 80) / 4
+    assert o["customers"] == 3 and o["orders"] == 4 and o["net revenue"] == 105  # the return document R3 is no order
+    assert o["average order value"] == 28.75  # (20 + 5 + 10 + 80) / 4
+    assert o["returned value"] == 10 and o["returned share of sales"] == pytest.approx(10 / 115)
+    assert o["repeat buyers"] == pytest.approx(1 / 3)  # only b has two orders
 
 
 def test_concentration(tx):
@@ -52,17 +54,23 @@ def test_category_mix_and_pairs(tx):
     assert mix.loc["treats", "order_penetration"] == pytest.approx(2 / 4)
     pairs = explore.category_pairs(tx, AS_OF)
     assert pairs[["a", "b", "baskets"]].values.tolist() == [["fresh", "treats", 1]]
+    assert explore.category_pairs(tx, AS_OF, min_group_size=2).empty
+    pooled = explore.category_mix(tx, AS_OF, min_group_size=2)  # fresh: a, b; treats: a, b; home: c only
+    assert sorted(pooled.index) == ["fresh", "treats"] and pooled.attrs["pooled_categories"] == 1
     assert pairs["lift"].iloc[0] == pytest.approx((1 / 4) / ((2 / 4) * (2 / 4)))
 
 
 def test_baskets_rhythm_trend(tx):
-    b = explore.basket_stats(tx, AS_OF)
-    assert sorted(b["value"]) == [5, 10, 20, 80]
+    b = explore.basket_summary(tx, AS_OF)
+    assert b.loc["value", "mean"] == 28.75 and b.loc["value", "p50"] == 15.0  # values 5, 10, 20, 80
+    assert b.loc["categories", "p95"] == pytest.approx(1.85)  # category counts 2, 1, 1, 1
+    h = explore.basket_histogram(tx, AS_OF, bins=4)
+    assert h.groupby("measure")["orders"].sum().tolist() == [4, 4]
     r = explore.weekly_rhythm(tx, AS_OF)
     assert r.loc["Mon", 9] == 1 and r.loc["Sat", 14] == 2 and r.loc["Sun", 20] == 1 and r.to_numpy().sum() == 4
     m = explore.monthly_trend(tx, AS_OF)
     assert m["revenue"].tolist() == [25.0, 80.0]
     n = explore.new_vs_returning(tx, AS_OF)
     assert n["new_customers"].tolist() == [2, 1] and n["returning_customers"].tolist() == [0, 1]
-    for fig in (explore.plot_baskets(b), explore.plot_weekly_rhythm(r), explore.plot_monthly_trend(m), explore.plot_new_vs_returning(n)):
+    for fig in (explore.plot_baskets(h, b), explore.plot_weekly_rhythm(r), explore.plot_monthly_trend(m), explore.plot_new_vs_returning(n)):
         assert fig.axes

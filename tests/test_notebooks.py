@@ -41,7 +41,7 @@ def test_report_carries_no_pii(report_run):
     from segmentation.privacy import scan_for_pii
     from segmentation.synthetic import generate_store
 
-    customers = generate_store(n_customers=PARAMS["n_customers"], seed=PARAMS["seed"])["customers"]
+    customers = generate_store(n_customers=PARAMS["n_customers"], random_state=PARAMS["seed"])["customers"]
     needles = set(customers["email"]) | set(customers["phone"]) | set(customers["name"])
     hits = scan_for_pii(report_run, needles)
     assert hits.empty, hits.head(20).to_string()

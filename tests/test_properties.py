@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from segmentation.data import clean_transactions, to_pandas
+from segmentation.data import DataContractError, clean_transactions, load_store, to_pandas
 from segmentation.features import customer_features, lifetime_summary
-from segmentation.report import ParameterError, check_as_of, check_parameters
+from segmentation.params import ParameterError, RunParameters
 
 AS_OF = pd.Timestamp("2025-03-01")
 
@@ -86,20 +86,17 @@ def test_cleaning_accounts_for_every_row(lines):
 
 
 def test_bad_parameters_are_refused():
-    check_parameters(source="synthetic", preset=None, as_of="2026-01-01", seed=1, n_customers=100, min_group_size=10)
-    for bad, match in [({"seed": "1"}, "seed='1'"), ({"as_of": "last tuesday"}, "not a date"),
+    RunParameters.from_mapping({"source": "synthetic", "as_of": "2026-01-01", "random_state": 1, "n_customers": 100})
+    for bad, match in [({"random_state": "1"}, "random_state='1'"), ({"as_of": "last tuesday"}, "not a date"),
                        ({"preset": "retail"}, "preset='retail'"), ({"n_customers": 3}, "n_customers=3"),
                        ({"min_group_size": True}, "min_group_size=True")]:
         with pytest.raises(ParameterError, match=match):
-            check_parameters(**bad)
+            RunParameters.from_mapping(bad)
 
 
-def test_as_of_outside_the_data_is_refused():
-    from segmentation.data import load_store
-
-    store = load_store("synthetic", n_customers=50, seed=1, suppress=[])
-    with pytest.raises(ParameterError, match="on or before the first transaction"):
-        check_as_of(store, "2020-01-01")
+def test_as_of_outside_the_data_is_refused_at_load():
+    with pytest.raises(DataContractError, match="on or before the first transaction"):
+        load_store("synthetic", n_customers=50, random_state=1, suppress=[], as_of="2020-01-01")
 
 
 def test_mixed_date_formats_parse_what_is_unambiguous():

@@ -14,10 +14,13 @@ from segmentation.recommend import (
     buy_again_baseline,
     evaluate,
     evaluation_table,
+    frequent_itemsets,
     leave_last_order_out,
     plot_evaluation,
     plot_rules,
     popularity_baseline,
+    recommend_with,
+    rule_labels,
 )
 
 matplotlib.use("Agg")
@@ -31,23 +34,67 @@ def lines(rows: list[tuple]) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------ rules
+def rule(rules: pd.DataFrame, antecedent: tuple, consequent: tuple) -> pd.Series:
+    """The one row of ``rules`` with these sides (tuples of items)."""
+    hit = [a == antecedent and c == consequent for a, c in zip(rules["antecedent"], rules["consequent"])]
+    assert sum(hit) == 1, (antecedent, consequent)
+    return rules[hit].iloc[0]
+
+
 def test_rules_known_support_confidence_lift():
     baskets = pd.DataFrame({"basket_id": [1, 1, 2, 2, 3, 3, 4, 4, 4], "item": list("abacbcabb")})  # 'b' twice in basket 4
-    r = association_rules(baskets, min_support=0.25, min_confidence=0.0, min_lift=0.0).set_index(["antecedent", "consequent"])
+    r = association_rules(baskets, min_support=0.25, min_confidence=0.0)
     # a in {1,2,4}, b in {1,3,4}, c in {2,3}; ab in {1,4}
-    assert r.loc[("a", "b"), "count"] == 2
-    assert r.loc[("a", "b"), "support"] == pytest.approx(0.5)
-    assert r.loc[("a", "b"), "confidence"] == pytest.approx(2 / 3)
-    assert r.loc[("a", "b"), "lift"] == pytest.approx((2 / 3) / (3 / 4))
-    assert len(r) == 6  # every ordered pair of the 3 items co-occurs once or more
+    ab = rule(r, ("a",), ("b",))
+    assert ab["count"] == 2 and ab["antecedent_count"] == 3 and ab["consequent_count"] == 3
+    assert ab["support"] == pytest.approx(0.5)
+    assert ab["confidence"] == pytest.approx(2 / 3)
+    assert ab["lift"] == pytest.approx((2 / 3) / (3 / 4))
+    assert ab["leverage"] == pytest.approx(0.5 - 0.75 * 0.75)
+    assert ab["conviction"] == pytest.approx((1 - 0.75) / (1 - 2 / 3))
+    assert len(r) == 6  # every ordered pair of the 3 items co-occurs once or more; no triple reaches 25%
+
+
+def test_rules_of_any_length_with_hand_counts():
+    # baskets: {a,b,c} x3, {a,b} x1, {c} x1, {a,c} x1
+    rows = [(1, "a"), (1, "b"), (1, "c"), (2, "a"), (2, "b"), (2, "c"), (3, "a"), (3, "b"), (3, "c"),
+            (4, "a"), (4, "b"), (5, "c"), (6, "a"), (6, "c")]
+    baskets = pd.DataFrame(rows, columns=["basket_id", "item"])
+    sets = frequent_itemsets(baskets, min_support=0.5)
+    assert dict(zip(sets["itemset"], sets["count"])) == {("a",): 5, ("b",): 4, ("c",): 5, ("a", "b"): 4, ("a", "c"): 4,
+                                                         ("b", "c"): 3, ("a", "b", "c"): 3}
+    r = association_rules(baskets, min_support=0.5, min_confidence=0.0)
+    abc = rule(r, ("a", "b"), ("c",))
+    assert abc["count"] == 3 and abc["confidence"] == pytest.approx(3 / 4) and abc["lift"] == pytest.approx((3 / 4) / (5 / 6))
+    assert rule(r, ("b", "c"), ("a",))["conviction"] == np.inf  # confidence 1
+    assert r["antecedent"].map(len).max() == 2 and r["consequent"].map(len).max() == 1
+    both_sides = association_rules(baskets, min_support=0.5, min_confidence=0.0, max_consequent=None)
+    assert rule(both_sides, ("b",), ("a", "c"))["confidence"] == pytest.approx(3 / 4)
+    assert len(both_sides) == len(r) + 3  # {b}->{a,c}, {a}->{b,c}, {c}->{a,b}
+    assert association_rules(baskets, min_support=0.5, min_confidence=0.0, max_len=2)["antecedent"].map(len).max() == 1
+
+
+def test_rules_thresholds_are_exact_and_stated():
+    # a in 5 baskets, b with it in 4: confidence exactly 0.8 passes min_confidence=0.8
+    baskets = pd.DataFrame({"basket_id": [1, 1, 2, 2, 3, 3, 4, 4, 5, 6, 6, 7], "item": list("ababababacbc")})
+    r = association_rules(baskets, min_support=0.1, min_confidence=0.8)
+    assert rule(r, ("a",), ("b",))["confidence"] == 0.8
+    assert r.attrs["min_lift"] is None and "no lift filter" in r.attrs["filters"]
+    # the default keeps negative associations (lift < 1), as arules and mlxtend do
+    everything = association_rules(baskets, min_support=0.1, min_confidence=0.0)
+    assert (everything["lift"] < 1).any()
+    positive = association_rules(baskets, min_support=0.1, min_confidence=0.0, min_lift=1.0)
+    assert (positive["lift"] >= 1).all() and len(positive) < len(everything) and "lift >= 1" in positive.attrs["filters"]
 
 
 def test_rules_thresholds_prune():
     baskets = pd.DataFrame({"basket_id": [1, 1, 2, 2, 3, 3, 4, 4], "item": list("abacbcab")})
-    r = association_rules(baskets, min_support=0.5, min_confidence=0.0, min_lift=0.0)
-    assert set(zip(r.antecedent, r.consequent)) == {("a", "b"), ("b", "a")}
+    r = association_rules(baskets, min_support=0.5, min_confidence=0.0)
+    assert set(zip(r.antecedent, r.consequent)) == {(("a",), ("b",)), (("b",), ("a",))}
     assert association_rules(baskets, min_support=0.25, min_lift=1.01).empty  # every lift here is < 1
-    assert set(association_rules(baskets, min_support=0.25, min_confidence=0, min_lift=0, max_items=2).antecedent) == {"a", "b"}
+    assert set(association_rules(baskets, min_support=0.25, min_confidence=0, max_items=2).antecedent) == {("a",), ("b",)}
+    with pytest.raises(ValueError, match="max_consequent"):
+        association_rules(baskets, max_consequent=0)
 
 
 def test_rules_clear_errors():
@@ -57,18 +104,68 @@ def test_rules_clear_errors():
         association_rules(pd.DataFrame({"basket_id": [1, 2], "item": ["a", None]}))
 
 
-def test_rules_match_published_groceries_values(shared_data):
-    g = pd.read_csv(shared_data / "groceries_arules" / "groceries_transactions_long.csv")
-    r = association_rules(g, basket="transaction_id", min_support=0.001, min_confidence=0.0, min_lift=0.0)
+@pytest.fixture(scope="module")
+def groceries(shared_data) -> pd.DataFrame:
+    return pd.read_csv(shared_data / "groceries_arules" / "groceries_transactions_long.csv")
+
+
+def test_rules_match_published_groceries_values(groceries):
+    r = association_rules(groceries, basket="transaction_id", min_support=0.001, min_confidence=0.0, max_len=2)
     assert r.attrs["n_baskets"] == 9835
-    rule = r.set_index(["antecedent", "consequent"]).loc[("other vegetables", "whole milk")]
-    assert rule["count"] == 736
-    assert rule["support"] == pytest.approx(0.0748, abs=5e-5)
-    assert rule["confidence"] == pytest.approx(0.3868, abs=5e-5)
-    assert rule["lift"] == pytest.approx(1.5136, abs=5e-4)
-    assert rule["support"] / rule["confidence"] == pytest.approx(0.1935, abs=5e-5)  # support(other vegetables)
-    assert rule["confidence"] / rule["lift"] == pytest.approx(0.2555, abs=5e-5)  # support(whole milk)
+    pair = rule(r, ("other vegetables",), ("whole milk",))
+    assert pair["count"] == 736
+    assert pair["support"] == pytest.approx(0.0748, abs=5e-5)
+    assert pair["confidence"] == pytest.approx(0.3868, abs=5e-5)
+    assert pair["lift"] == pytest.approx(1.5136, abs=5e-4)
+    assert pair["support"] / pair["confidence"] == pytest.approx(0.1935, abs=5e-5)  # support(other vegetables)
+    assert pair["confidence"] / pair["lift"] == pytest.approx(0.2555, abs=5e-5)  # support(whole milk)
     assert plot_rules(r).axes[0].get_title().startswith("Top 15")
+
+
+def _sig3(x: float) -> float:
+    return float(f"{x:.3g}")
+
+
+def test_groceries_rules_of_any_length_equal_arules(groceries):
+    """arules: apriori(Groceries, parameter = list(supp = 0.001, conf = 0.8)) -> 410 rules, all with
+    2+ items on the left; rule lengths 3/4/5/6: 29/229/140/12; the top rules by lift below."""
+    r = association_rules(groceries, basket="transaction_id", min_support=0.001, min_confidence=0.8)
+    assert len(r) == 410
+    assert (r["antecedent"].map(len) >= 2).all() and (r["consequent"].map(len) == 1).all()
+    assert (r["antecedent"].map(len) + 1).value_counts().sort_index().to_dict() == {3: 29, 4: 229, 5: 140, 6: 12}
+    published = [  # (lhs, rhs, support, confidence, lift) as printed by inspect(sort(rules, by = "lift"))
+        (("liquor", "red/blush wine"), "bottled beer", 0.001931876, 0.9047619, 11.235269),
+        (("citrus fruit", "fruit/vegetable juice", "other vegetables", "soda"), "root vegetables", 0.001016777, 0.9090909, 8.340400),
+        (("oil", "other vegetables", "tropical fruit", "whole milk", "yogurt"), "root vegetables", 0.001016777, 0.9090909, 8.340400),
+        (("citrus fruit", "fruit/vegetable juice", "grapes"), "tropical fruit", 0.001118454, 0.8461538, 8.063879),
+        (("oil", "other vegetables", "tropical fruit", "whole milk"), "root vegetables", 0.001321810, 0.8666667, 7.951182),
+    ]
+    top = r.head(5)
+    assert {(a, c[0]) for a, c in zip(top["antecedent"], top["consequent"])} == {(a, c) for a, c, *_ in published}
+    for lhs, rhs, support, confidence, lift in published:
+        got = rule(r, lhs, (rhs,))
+        assert (_sig3(got["support"]), _sig3(got["confidence"]), _sig3(got["lift"])) == (_sig3(support), _sig3(confidence), _sig3(lift))
+    beer = rule(r, ("liquor", "red/blush wine"), ("bottled beer",))
+    assert beer["count"] == 19 and round(beer["support"], 4) == 0.0019 and round(beer["lift"], 2) == 11.24
+    # a pairs-only miner finds none of them
+    assert association_rules(groceries, basket="transaction_id", min_support=0.001, min_confidence=0.8, max_len=2).empty
+    labelled = rule_labels(r.head(1))
+    assert labelled["antecedent_name"].iloc[0] == "liquor + red/blush wine" and labelled["consequent_name"].iloc[0] == "bottled beer"
+
+
+def test_instacart_rules_of_any_length_in_seconds(shared_data):
+    import time
+
+    lines = pd.read_csv(shared_data / "instacart_sample" / "order_products__prior.csv")
+    started = time.perf_counter()
+    r = association_rules(lines, basket="order_id", item="product_id", min_support=0.002, min_confidence=0.3)
+    elapsed = time.perf_counter() - started
+    assert r.attrs["n_baskets"] == 15_169 and len(r) > 100
+    assert r["antecedent"].map(len).max() >= 3  # itemsets of 4 and more items
+    assert elapsed < 10, elapsed  # about 0.2 s on an idle 2-core machine
+    products = pd.read_csv(shared_data / "instacart_sample" / "products.csv").set_index("product_id")["product_name"]
+    named = rule_labels(r, products)
+    assert named["consequent_name"].str.contains("Banana|Organic|Milk|Yogurt", regex=True).any()
 
 
 # ------------------------------------------------------------------------------ recommender
@@ -162,16 +259,44 @@ def test_evaluate_known_numbers():
 def _instacart(path) -> pd.DataFrame:
     from segmentation.data import load_store, to_pandas
 
-    return to_pandas(load_store(path / "instacart_sample", preset="instacart", pseudonymize=False).transactions)
+    return to_pandas(load_store(path / "instacart_sample", preset="instacart", pseudonymize=False, as_of="2026-01-01").transactions)
 
 
 def test_beats_baselines_on_instacart(shared_data):
-    table = evaluation_table(_instacart(shared_data), recommender=Recommender(habit_orders=1, half_life_days=30), k=10)
+    tx = _instacart(shared_data)
+    table = evaluation_table(tx, recommender=Recommender(habit_orders=1, half_life_days=30), k=10, random_state=3)
     assert table.loc["recommender", "customers"] == 592
     for metric in ("recall@10", "hit_rate@10"):
         assert table.loc["recommender", metric] > table.loc["buy_again", metric] > table.loc["popularity", metric]
     assert table.loc["recommender", "recall@10"] > 0.36
+    best = table.attrs["best_baseline"]
+    assert best == "buy_again"
+    gap = table.loc[best]
+    assert gap["recall_difference"] == pytest.approx(table.loc["recommender", "recall@10"] - table.loc[best, "recall@10"])
+    assert gap["recall_difference_low"] < gap["recall_difference"] < gap["recall_difference_high"]
+    clearly = gap["recall_difference_low"] > 0 and gap["hit_rate_difference_high"] >= 0
+    assert table.attrs["winner"] == ("recommender" if clearly else "buy_again")
+    assert table["winner"].sum() == 1 and table.loc[table.attrs["winner"], "winner"]
+    assert table.attrs["note"].startswith("On the last orders of 592 customers")
+    again = evaluation_table(tx, recommender=Recommender(habit_orders=1, half_life_days=30), k=10, random_state=3)
+    pd.testing.assert_frame_equal(table, again)
     assert plot_evaluation(table).axes[0].get_legend() is not None
+
+
+def test_a_tie_goes_to_the_simpler_baseline():
+    """Everyone buys the same two items every time: buy-again is perfect and the recommender can
+    only tie, so the winner is buy-again (the interval of the difference contains 0)."""
+    rows = [(c, f"{c}{k}", 7 * k, p) for c in [f"c{i}" for i in range(30)] for k in range(4) for p in (f"{c}-x", f"{c}-y")]
+    tx = lines(rows)
+    table = evaluation_table(tx, k=2, n_boot=200)
+    assert table.loc["buy_again", "hit_rate@2"] == 1.0
+    assert table.loc["recommender", "hit_rate@2"] == 1.0
+    assert table.attrs["winner"] == "buy_again" and "not clearly better" in table.attrs["note"]
+    assert table.loc["buy_again", ["hit_rate_difference_low", "hit_rate_difference_high"]].tolist() == [0.0, 0.0]
+    recs = recommend_with(table.attrs["winner"], tx, "2025-03-01", customers=["c1"], n=2)
+    assert set(recs["product_id"]) == {"c1-x", "c1-y"} and recs["source"].eq("buy_again").all()
+    with pytest.raises(ValueError, match="method must be one of"):
+        recommend_with("magic", tx, "2025-03-01")
 
 
 @pytest.mark.slow
@@ -179,24 +304,24 @@ def test_beats_baselines_on_online_retail(shared_data):
     from segmentation.data import load_store, to_pandas
 
     path = shared_data / "uci_online_retail_ii" / "online_retail_ii_year_2009_2010.csv.gz"
-    tx = to_pandas(load_store(path, preset="online_retail", pseudonymize=False).transactions)
+    tx = to_pandas(load_store(path, preset="online_retail", pseudonymize=False, as_of="2010-12-10").transactions)
     table = evaluation_table(tx, recommender=Recommender(habit_orders=1, half_life_days=365, co_purchase_weight=0.6, segment_weight=0.1), k=10)
     for metric in ("recall@10", "hit_rate@10"):
         assert table.loc["recommender", metric] > table.loc["buy_again", metric] > table.loc["popularity", metric]
 
 
-def test_rules_counted_in_the_engine_equal_the_in_memory_rules(shared_data):
+def test_rules_counted_in_the_engine_equal_the_in_memory_rules(groceries):
     import ibis
 
-    g = pd.read_csv(shared_data / "groceries_arules" / "groceries_transactions_long.csv")
-    kwargs = dict(min_support=0.002, min_confidence=0.05, min_lift=1.0)
-    expected = association_rules(g, basket="transaction_id", **kwargs)
-    got = association_rules_in_engine(ibis.memtable(g), basket="transaction_id", item="item", **kwargs)
-    assert len(expected) > 1000 and got.attrs["n_baskets"] == expected.attrs["n_baskets"] == 9835
+    kwargs = dict(min_support=0.002, min_confidence=0.3)
+    expected = association_rules(groceries, basket="transaction_id", **kwargs)
+    got = association_rules_in_engine(ibis.memtable(groceries), basket="transaction_id", item="item", **kwargs)
+    assert len(expected) > 500 and expected["antecedent"].map(len).max() >= 3
+    assert got.attrs == expected.attrs and got.attrs["n_baskets"] == 9835
     pd.testing.assert_frame_equal(got, expected, check_dtype=False)
     # max_items: the most frequent items only (ties by item id); whole milk is the most frequent
-    top = association_rules_in_engine(ibis.memtable(g), basket="transaction_id", item="item", max_items=5, min_support=0.001,
-                                      min_confidence=0, min_lift=0)
-    assert top["antecedent"].nunique() == 5 and "whole milk" in set(top["antecedent"])
+    top = association_rules_in_engine(ibis.memtable(groceries), basket="transaction_id", item="item", max_items=5,
+                                      min_support=0.001, min_confidence=0, max_len=2)
+    assert top["antecedent"].nunique() == 5 and ("whole milk",) in set(top["antecedent"])
     with pytest.raises(ValueError, match="no column 'product_id'"):
-        association_rules_in_engine(ibis.memtable(g), basket="transaction_id")
+        association_rules_in_engine(ibis.memtable(groceries), basket="transaction_id")

@@ -1,4 +1,7 @@
-"""The scheduled report run: validation, atomic publish, failure handling."""
+"""The scheduled report run: validation, atomic publish, failure handling.
+
+These tests use small stand-in notebooks and ``compute=False`` (no analysis); the full run with
+the real notebooks is tested in ``test_notebooks.py``."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from segmentation.params import RunParameters
 from segmentation.runner import (
     ParameterError,
     RunConfig,
@@ -15,11 +19,10 @@ from segmentation.runner import (
     discover_notebooks,
     load_config,
     run_reports,
-    validate_parameters,
 )
 
 
-def _notebook(path: Path, body: str, params: str = "value = 1\nfail = False\nlabel = 'x'\n") -> Path:
+def _notebook(path: Path, body: str, params: str = "results_dir = None\n") -> Path:
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     cell = nbformat.v4.new_code_cell(params)
@@ -33,14 +36,15 @@ def _notebook(path: Path, body: str, params: str = "value = 1\nfail = False\nlab
 def notebooks(tmp_path: Path) -> Path:
     d = tmp_path / "notebooks"
     d.mkdir()
-    _notebook(d / "01_first.ipynb", "SECRET_CODE_MARKER = 7\nprint('result', value * 2)")
-    _notebook(d / "02_second.ipynb", "if fail:\n    raise RuntimeError('planted failure')\nprint('second ok', label)")
+    _notebook(d / "01_first.ipynb", "SECRET_CODE_MARKER = 7\nprint('result', 21 * 2)")
+    _notebook(d / "02_second.ipynb", "import os\nif os.environ.get('PLANT_FAILURE'):\n    raise RuntimeError('planted failure')\nprint('second ok')")
     (d / "helper.ipynb").write_text("not a report notebook")
     return d
 
 
 def _config(notebooks: Path, tmp_path: Path, **params) -> RunConfig:
-    return RunConfig(parameters=params, notebook_dir=notebooks, output=tmp_path / "reports", kernel="python3", timeout=120)
+    return RunConfig(parameters=RunParameters(**params), notebook_dir=notebooks, output=tmp_path / "reports",
+                     kernel="python3", timeout=120, compute=False, registry=tmp_path / "runs.txt")
 
 
 def test_discover_orders_and_selects(notebooks):
@@ -50,23 +54,21 @@ def test_discover_orders_and_selects(notebooks):
         discover_notebooks(notebooks, ["09"])
 
 
-def test_unknown_parameter_is_an_error_not_a_warning(notebooks):
-    with pytest.raises(ParameterError, match=r"unknown parameter\(s\) \['vlaue'\]"):
-        validate_parameters(discover_notebooks(notebooks), {"vlaue": 3})
-
-
-def test_wrong_type_is_an_error(notebooks):
-    nbs = discover_notebooks(notebooks)
-    with pytest.raises(ParameterError, match="value='three' has type str"):
-        validate_parameters(nbs, {"value": "three"})
-    with pytest.raises(ParameterError, match="fail=1 has type int"):
-        validate_parameters(nbs, {"fail": 1})
-    assert validate_parameters(nbs, {"value": 5})[nbs[0]] == {"value": 5}
+def test_unknown_or_mistyped_parameter_stops_before_anything_runs(tmp_path):
+    cfg = tmp_path / "configs" / "run.yaml"
+    cfg.parent.mkdir()
+    cfg.write_text("parameters:\n  vlaue: 3\n")
+    with pytest.raises(ParameterError, match=r"unknown run parameter\(s\) 'vlaue'"):
+        load_config(cfg)
+    cfg.write_text("parameters: {}\n")
+    with pytest.raises(ParameterError, match="n_clusters='three'"):
+        load_config(cfg, ["n_clusters=three"])
+    assert load_config(cfg, ["n_clusters=5"]).parameters.n_clusters == 5
 
 
 def test_successful_run_publishes_html_without_code(notebooks, tmp_path):
     lines = []
-    run_dir = run_reports(_config(notebooks, tmp_path, value=21), run_id="r1", log=lines.append)
+    run_dir = run_reports(_config(notebooks, tmp_path, min_group_size=7), run_id="r1", log=lines.append)
     assert run_dir == tmp_path / "reports" / "r1"
     latest = tmp_path / "reports" / "latest"
     assert latest.is_symlink() and latest.resolve() == run_dir.resolve()
@@ -75,19 +77,24 @@ def test_successful_run_publishes_html_without_code(notebooks, tmp_path):
     assert "SECRET_CODE_MARKER" not in html  # code hidden from stakeholders
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "ok"
-    assert manifest["parameters"] == {"value": 21}
+    assert manifest["parameters"]["min_group_size"] == 7 and manifest["parameters"]["as_of"] == "2026-01-01"
     assert [n["status"] for n in manifest["notebooks"]] == ["ok", "ok"]
     assert manifest["data_fingerprint"]["source"] == "synthetic"
     assert "pandas" in manifest["versions"]
-    assert "Title of 01_first" in (run_dir / "index.html").read_text()
+    index = (run_dir / "index.html").read_text()
+    assert "Title of 01_first" in index and "Key findings" in index
     assert any("[2/2] 02_second: ok" in line for line in lines)
     assert not list((tmp_path / "reports").glob(".staging-*"))
+    from segmentation.registry import known_runs
+
+    assert known_runs(tmp_path / "runs.txt") == [run_dir]  # erasure will find this run
 
 
-def test_failed_notebook_keeps_traceback_and_latest(notebooks, tmp_path):
+def test_failed_notebook_keeps_traceback_and_latest(notebooks, tmp_path, monkeypatch):
     good = run_reports(_config(notebooks, tmp_path), run_id="good", log=lambda _: None)
+    monkeypatch.setenv("PLANT_FAILURE", "1")
     with pytest.raises(RunFailed, match="02_second.ipynb failed"):
-        run_reports(_config(notebooks, tmp_path, fail=True), run_id="bad", log=lambda _: None)
+        run_reports(_config(notebooks, tmp_path), run_id="bad", log=lambda _: None)
     reports = tmp_path / "reports"
     assert (reports / "latest").resolve() == good.resolve()
     failed = reports / "bad.failed"
@@ -110,13 +117,13 @@ def test_load_config_overrides_and_errors(tmp_path):
     cfg_dir = tmp_path / "configs"
     cfg_dir.mkdir()
     cfg = cfg_dir / "run.yaml"
-    cfg.write_text("parameters:\n  as_of: '2026-01-01'\n  seed: 1\nnotebooks: ['01']\noutput: out\n")
-    config = load_config(cfg, ["seed=7", "preset=null", "as_of=2026-02-01"])
-    assert config.parameters == {"as_of": "2026-02-01", "seed": 7, "preset": None}
+    cfg.write_text("parameters:\n  as_of: '2026-01-01'\n  random_state: 1\nnotebooks: ['01']\noutput: out\n")
+    config = load_config(cfg, ["random_state=7", "preset=null", "as_of=2026-02-01"])
+    assert config.parameters == RunParameters(as_of="2026-02-01", random_state=7, preset=None)
     assert config.notebooks == ["01"]
     assert config.output == tmp_path / "out"
     with pytest.raises(ParameterError, match="not of the form key=value"):
-        load_config(cfg, ["seed"])
+        load_config(cfg, ["random_state"])
     cfg.write_text("paramters: {}\n")
     with pytest.raises(ParameterError, match=r"unknown config keys \['paramters'\]"):
         load_config(cfg)
@@ -135,7 +142,7 @@ def test_shipped_configs_load_and_secrets_stay_out_of_the_manifest(notebooks, tm
     assert spark.parameters == default.parameters and spark.backend_options["master"] == "local[2]"
     options = {"account": "acme", "password": "hunter2", "spark_conf": {"spark.authenticate.secret": "s3", "x": 1}}
     assert redact(options) == {"account": "acme", "password": "***", "spark_conf": {"spark.authenticate.secret": "***", "x": 1}}
-    config = _config(notebooks, tmp_path, value=2)
+    config = _config(notebooks, tmp_path)
     config.notebooks = ["01"]
     config.backend_options = {"database": ":memory:", "api_token": "hunter2"}
     run = run_reports(config)

@@ -20,7 +20,7 @@ AS_OF = "2026-01-01"
 
 @pytest.fixture(scope="module")
 def store():
-    return load_store("synthetic", n_customers=3000, seed=11, as_of=AS_OF, suppress=[])
+    return load_store("synthetic", n_customers=3000, random_state=11, as_of=AS_OF, suppress=[])
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def features(store):
 def test_features_out_of_core_with_a_memory_limit(tmp_path):
     """A Parquet data set read through DuckDB with a memory limit below its size spills to disk
     and gives exactly the features of an unlimited run."""
-    parts = write_transactions_dataset(tmp_path / "lines", 400_000, seed=3, customers_per_part=800)
+    parts = write_transactions_dataset(tmp_path / "lines", 400_000, random_state=3, customers_per_part=800)
     assert len(parts) == 3 and parts["lines"].sum() > 300_000
     results, spilled = {}, {}
     for limit in (None, "40MB"):
@@ -142,13 +142,13 @@ def test_bgnbd_on_the_compressed_summary_is_exact(store):
 def test_value_scored_in_batches_equals_scoring_all_at_once(tmp_path, store):
     summary = lifetime_summary(store.transactions, AS_OF)
     bgf, ggf = BetaGeo().fit(summary), GammaGamma().fit(summary)
-    whole = customer_value(summary, bgf, ggf, horizon=26)
+    whole = customer_value(summary, bgf, ggf, horizon_weeks=26)
     table = lifetime_summary_table(store.transactions, AS_OF)
-    batched = scale.score_value(table, bgf, ggf, horizon=26, batch_size=450)
+    batched = scale.score_value(table, bgf, ggf, horizon_weeks=26, batch_size=450)
     assert batched.index.is_monotonic_increasing
     pd.testing.assert_frame_equal(batched.drop(columns="churn_band"), whole.drop(columns="churn_band"), atol=1e-10)
     assert (batched["churn_band"] == whole["churn_band"].astype("string")).all()
-    path = scale.score_value(table, bgf, ggf, horizon=26, batch_size=450, out=tmp_path / "value.parquet")
+    path = scale.score_value(table, bgf, ggf, horizon_weeks=26, batch_size=450, out=tmp_path / "value.parquet")
     on_disk = pd.read_parquet(path).set_index("customer_id")
     np.testing.assert_allclose(on_disk["clv"], whole["clv"], rtol=1e-12)
 

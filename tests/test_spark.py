@@ -21,7 +21,7 @@ def spark_con():
 
 
 def test_features_identical_on_spark_and_duckdb(spark_con):
-    tables = generate_store(150, seed=3)
+    tables = generate_store(150, random_state=3)
     on_spark = load_store(tables, con=spark_con, key=KEY, suppress=[], as_of="2026-01-01")
     on_duckdb = load_store(tables, key=KEY, suppress=[], as_of="2026-01-01")
     pd.testing.assert_frame_equal(on_duckdb.quality, on_spark.quality)
@@ -50,7 +50,7 @@ def test_scale_steps_on_spark(spark_con, tmp_path):
     from segmentation.synthetic import write_transactions_dataset
     from segmentation.value import BetaGeo, GammaGamma
 
-    write_transactions_dataset(tmp_path / "lines", 60_000, seed=4, customers_per_part=150)
+    write_transactions_dataset(tmp_path / "lines", 60_000, random_state=4, customers_per_part=150)
     on_spark = load_store(tmp_path / "lines", con=spark_con, pseudonymize=False, suppress=[], as_of="2026-01-01")
     on_duckdb = load_store(tmp_path / "lines", pseudonymize=False, suppress=[], as_of="2026-01-01")
     pd.testing.assert_frame_equal(on_duckdb.quality, on_spark.quality)

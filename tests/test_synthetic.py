@@ -11,11 +11,11 @@ from segmentation.synthetic import CATEGORIES, PERSONAS, generate_store
 
 @pytest.fixture(scope="module")
 def store():
-    return generate_store(1500, seed=7)
+    return generate_store(1500, random_state=7)
 
 
 def test_deterministic_for_a_seed():
-    a, b, c = generate_store(200, seed=3), generate_store(200, seed=3), generate_store(200, seed=4)
+    a, b, c = generate_store(200, random_state=3), generate_store(200, random_state=3), generate_store(200, random_state=4)
     for name in a:
         pd.testing.assert_frame_equal(a[name], b[name])
     assert not a["transactions"].equals(c["transactions"])
@@ -56,7 +56,7 @@ def test_planted_differences_are_there(store):
 
 
 def test_messy_adds_counted_mess():
-    clean, messy = generate_store(300, seed=5), generate_store(300, seed=5, messy=True)
+    clean, messy = generate_store(300, random_state=5), generate_store(300, random_state=5, messy=True)
     m = messy["transactions"]
     assert m["customer_id"].isna().mean() == pytest.approx(0.03, abs=0.01)
     assert len(m) > len(clean["transactions"])

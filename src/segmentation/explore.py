@@ -15,13 +15,15 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from segmentation import definitions
 from segmentation.data import to_pandas
 
 __all__ = [
     "overview",
     "revenue_concentration",
     "category_mix",
-    "basket_stats",
+    "basket_summary",
+    "basket_histogram",
     "category_pairs",
     "weekly_rhythm",
     "monthly_trend",
@@ -35,42 +37,52 @@ __all__ = [
 ]
 
 _DAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+#: Quantiles reported for basket value, units, lines and categories.
+BASKET_QUANTILES = (0.25, 0.5, 0.75, 0.95)
 
 
 def _upto(t: ir.Table, as_of: str | pd.Timestamp) -> ir.Table:
     return t.filter(t.order_date < pd.Timestamp(as_of).to_pydatetime())
 
 
-def _orders(t: ir.Table) -> ir.Table:
-    buys = t.filter(~t.is_return)
-    return buys.group_by(["customer_id", "order_id"]).aggregate(
-        ts=buys.order_date.min(), value=buys.amount.sum(), units=buys.quantity.sum(),
-        lines=buys.count(), categories=buys.category.nunique(),
-    )
-
-
 def overview(transactions: ir.Table, as_of: str | pd.Timestamp) -> pd.DataFrame:
-    """Headline figures before ``as_of``: customers, orders, lines, net revenue, returns, period,
-    average order value, orders per customer. One row per figure (``figure, value``)."""
+    """Headline figures before ``as_of``, as numbers (the report formats them).
+
+    Returns
+    -------
+    DataFrame
+        ``figure, value, kind`` with ``kind`` one of ``count, money, share, number, date``;
+        figures: customers, orders (:func:`segmentation.definitions.orders`), transaction lines,
+        net revenue, returned value, returned share of sales, first and last purchase, average
+        order value, units per order, orders per customer, repeat buyers (share of customers
+        with 2 or more orders).
+    """
     t = _upto(transactions, as_of)
-    o = _orders(t)
+    o = definitions.orders(t)
     a = to_pandas(t.aggregate(
         customers=t.customer_id.nunique(), lines=t.count(), net_revenue=t.amount.sum(),
         returned=(-t.amount).sum(where=t.is_return), first=t.order_date.min(), last=t.order_date.max(),
     )).iloc[0]
+    per_customer = o.group_by("customer_id").aggregate(n=o.count())
     b = to_pandas(o.aggregate(orders=o.count(), aov=o.value.mean(), units=o.units.mean())).iloc[0]
+    c = to_pandas(per_customer.aggregate(buyers=per_customer.count(), repeat=(per_customer.n >= 2).cast("int64").sum())).iloc[0]
+    returned = float(a.returned or 0.0)
+    customers = int(a.customers)
     rows = [
-        ("customers", f"{int(a.customers):,}"),
-        ("orders", f"{int(b.orders):,}"),
-        ("transaction lines", f"{int(a.lines):,}"),
-        ("net revenue", f"{a.net_revenue:,.0f}"),
-        ("returned value", f"{(a.returned or 0):,.0f} ({(a.returned or 0) / max(a.net_revenue + (a.returned or 0), 1e-9):.1%} of sales)"),
-        ("period", f"{pd.Timestamp(a['first']):%Y-%m-%d} to {pd.Timestamp(a['last']):%Y-%m-%d}"),
-        ("average order value", f"{b.aov:,.2f}"),
-        ("units per order", f"{b.units:,.1f}"),
-        ("orders per customer", f"{b.orders / a.customers:,.1f}"),
+        ("customers", customers, "count"),
+        ("orders", int(b["orders"]), "count"),
+        ("transaction lines", int(a.lines), "count"),
+        ("net revenue", float(a.net_revenue), "money"),
+        ("returned value", returned, "money"),
+        ("returned share of sales", returned / max(float(a.net_revenue) + returned, 1e-9), "share"),
+        ("first purchase", pd.Timestamp(a["first"]), "date"),
+        ("last purchase", pd.Timestamp(a["last"]), "date"),
+        ("average order value", float(b.aov), "money"),
+        ("units per order", float(b["units"]), "number"),
+        ("orders per customer", int(b["orders"]) / max(int(c["buyers"]), 1), "number"),
+        ("repeat buyers", int(c["repeat"]) / max(int(c["buyers"]), 1), "share"),
     ]
-    return pd.DataFrame(rows, columns=["figure", "value"])
+    return pd.DataFrame(rows, columns=["figure", "value", "kind"])
 
 
 def revenue_concentration(transactions: ir.Table, as_of: str | pd.Timestamp) -> tuple[pd.DataFrame, dict[str, float]]:
@@ -95,10 +107,15 @@ def revenue_concentration(transactions: ir.Table, as_of: str | pd.Timestamp) -> 
     return curve, {"gini": float(gini), "top20_share": float(top(0.2)), "top1_share": float(top(0.01))}
 
 
-def category_mix(transactions: ir.Table, as_of: str | pd.Timestamp) -> pd.DataFrame:
-    """Per category: revenue, units, orders and customers, with shares; by revenue."""
+def category_mix(transactions: ir.Table, as_of: str | pd.Timestamp, *, min_group_size: int = 1) -> pd.DataFrame:
+    """Per category: revenue, units, orders and customers, with shares; by revenue.
+
+    Categories bought by fewer than ``min_group_size`` customers are pooled into one row
+    ``"(small categories)"`` (dropped too when the pool itself is below the threshold), so no
+    row describes a handful of people. Shares are of all purchases.
+    """
     t = _upto(transactions, as_of)
-    buys = t.filter(~t.is_return)
+    buys = definitions.purchase_lines(t)
     out = to_pandas(buys.group_by("category").aggregate(
         revenue=buys.amount.sum(), units=buys.quantity.sum(), orders=buys.order_id.nunique(),
         customers=buys.customer_id.nunique(),
@@ -106,40 +123,98 @@ def category_mix(transactions: ir.Table, as_of: str | pd.Timestamp) -> pd.DataFr
     n_orders = to_pandas(buys.aggregate(n=buys.order_id.nunique()))["n"].iloc[0]
     out["revenue_share"] = out["revenue"] / out["revenue"].sum()
     out["order_penetration"] = out["orders"] / n_orders
+    small = out["customers"] < min_group_size
+    if small.any():
+        cats = out.index[small].tolist()
+        pooled = buys.filter(buys.category.isin(cats))
+        pool = to_pandas(pooled.aggregate(revenue=pooled.amount.sum(), units=pooled.quantity.sum(),
+                                          orders=pooled.order_id.nunique(), customers=pooled.customer_id.nunique())).iloc[0]
+        out = out[~small]
+        if pool["customers"] >= min_group_size:
+            row = pd.DataFrame({**pool.to_dict(), "order_penetration": pool["orders"] / n_orders}, index=["(small categories)"])
+            out = pd.concat([out, row])
+        total = to_pandas(buys.aggregate(v=buys.amount.sum()))["v"].iloc[0]
+        out["revenue_share"] = out["revenue"] / total
+        out.attrs["pooled_categories"] = len(cats)
+    out.index.name = "category"
     return out.sort_values("revenue", ascending=False)
 
 
-def basket_stats(transactions: ir.Table, as_of: str | pd.Timestamp) -> pd.DataFrame:
-    """One row per order (purchases only): ``value, units, lines, categories``.
+def basket_summary(transactions: ir.Table, as_of: str | pd.Timestamp) -> pd.DataFrame:
+    """Per order (purchases only): mean and quantiles of value, units, lines and categories.
 
-    Order-sized, not line-sized: for very large data sets sample it before plotting.
+    Returns
+    -------
+    DataFrame
+        Index ``measure`` (``value, units, lines, categories``); columns ``mean`` and ``p25,
+        p50, p75, p95``. Computed in the engine over orders (O(lines)).
     """
-    o = _orders(_upto(transactions, as_of))
-    return to_pandas(o.select("value", "units", "lines", "categories"))
+    o = definitions.orders(_upto(transactions, as_of), with_categories=True)
+    aggs = {}
+    for m in ("value", "units", "lines", "categories"):
+        col = o[m].cast("float64")
+        aggs[f"{m}__mean"] = col.mean()
+        for q in BASKET_QUANTILES:
+            aggs[f"{m}__p{int(q * 100)}"] = col.quantile(q)
+    row = to_pandas(o.aggregate(**aggs)).iloc[0]
+    long = pd.Series(row.to_numpy(dtype="float64"), index=pd.MultiIndex.from_tuples([tuple(k.split("__")) for k in row.index]))
+    out = long.unstack().loc[["value", "units", "lines", "categories"], ["mean", *(f"p{int(q * 100)}" for q in BASKET_QUANTILES)]]
+    out.index.name = "measure"
+    out.columns.name = None
+    return out
 
 
-def category_pairs(transactions: ir.Table, as_of: str | pd.Timestamp, top: int = 10) -> pd.DataFrame:
+def basket_histogram(transactions: ir.Table, as_of: str | pd.Timestamp, *, bins: int = 40) -> pd.DataFrame:
+    """Histogram of order value and units per order up to their 99th percentile (binned in
+    the engine, so it costs O(orders) and returns ``2 x bins`` rows).
+
+    Returns
+    -------
+    DataFrame
+        ``measure`` (``value`` or ``units``), ``left, right`` (bin edges), ``orders``.
+    """
+    o = definitions.orders(_upto(transactions, as_of))
+    tops = to_pandas(o.aggregate(value=o.value.quantile(0.99), units=o.units.quantile(0.99))).iloc[0]
+    parts = []
+    for m in ("value", "units"):
+        top = max(float(tops[m]), 1e-9)
+        width = top / bins
+        col = o[m].clip(lower=0, upper=top)
+        b = (col / width).floor().cast("int64").clip(upper=bins - 1)
+        counts = to_pandas(o.group_by(bin=b).aggregate(orders=o.count())).set_index("bin")["orders"]
+        counts = counts.reindex(range(bins), fill_value=0)
+        parts.append(pd.DataFrame({"measure": m, "left": np.arange(bins) * width, "right": (np.arange(bins) + 1) * width,
+                                   "orders": counts.to_numpy()}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def category_pairs(transactions: ir.Table, as_of: str | pd.Timestamp, top: int = 10, *, min_group_size: int = 1) -> pd.DataFrame:
     """The category pairs most often bought in the same basket, with support (share of
-    baskets) and lift (support / product of the two categories' supports)."""
+    baskets) and lift (support / product of the two categories' supports); pairs seen in
+    fewer than ``min_group_size`` baskets are left out."""
     t = _upto(transactions, as_of)
-    bc = t.filter(~t.is_return).select("order_id", "category").distinct()
+    bc = definitions.purchase_lines(t).select("order_id", "category").distinct()
     n = to_pandas(bc.aggregate(n=bc.order_id.nunique()))["n"].iloc[0]
     single = to_pandas(bc.group_by("category").aggregate(k=bc.count())).set_index("category")["k"] / n
     a, b = bc.view(), bc.view()
     pairs = a.join(b, [a.order_id == b.order_id, a.category < b.category])
     counts = to_pandas(pairs.group_by([a.category.name("a"), b.category.name("b")]).aggregate(k=pairs.count()))
+    counts = counts[counts["k"] >= min_group_size]
     counts["support"] = counts["k"] / n
     counts["lift"] = counts["support"] / (single.reindex(counts["a"]).to_numpy() * single.reindex(counts["b"]).to_numpy())
-    return counts.sort_values("support", ascending=False).head(top).reset_index(drop=True).rename(columns={"k": "baskets"})
+    counts = counts.sort_values(["support", "a", "b"], ascending=[False, True, True])
+    return counts.head(top).reset_index(drop=True).rename(columns={"k": "baskets"})
 
 
 def weekly_rhythm(transactions: ir.Table, as_of: str | pd.Timestamp) -> pd.DataFrame:
     """Orders by day of week (rows Mon..Sun) and hour of day (columns 0..23)."""
-    o = _orders(_upto(transactions, as_of))
-    counts = to_pandas(o.group_by(dow=o.ts.day_of_week.index(), hour=o.ts.hour()).aggregate(n=o.count()))
+    o = definitions.orders(_upto(transactions, as_of))
+    counts = to_pandas(o.group_by(dow=o.order_date.day_of_week.index(), hour=o.order_date.hour()).aggregate(n=o.count()))
     grid = counts.pivot_table(index="dow", columns="hour", values="n", fill_value=0).reindex(index=range(7), columns=range(24), fill_value=0)
     grid.index = _DAYS
-    return grid
+    grid.index.name = "day"
+    grid.columns = [int(c) for c in grid.columns]
+    return grid.astype("int64")
 
 
 def monthly_trend(transactions: ir.Table, as_of: str | pd.Timestamp) -> pd.DataFrame:
@@ -179,6 +254,8 @@ def plot_lorenz(curve: pd.DataFrame, stats: dict[str, float]) -> plt.Figure:
     ax.fill_between(curve["customer_share"], curve["revenue_share"], curve["customer_share"], alpha=0.15)
     ax.set_xlabel("share of customers")
     ax.set_ylabel("share of revenue")
+    ax.xaxis.set_major_formatter(plt.matplotlib.ticker.PercentFormatter(1.0))
+    ax.yaxis.set_major_formatter(plt.matplotlib.ticker.PercentFormatter(1.0))
     ax.set_title(f"Revenue concentration: top 20% of customers bring {stats['top20_share']:.0%}\n(Gini {stats['gini']:.2f})")
     ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
@@ -188,26 +265,36 @@ def plot_lorenz(curve: pd.DataFrame, stats: dict[str, float]) -> plt.Figure:
 def plot_category_mix(mix: pd.DataFrame) -> plt.Figure:
     """Revenue share and basket penetration per category."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 0.35 * len(mix) + 1.5), sharey=True)
+    mix = mix.set_axis(mix.index.astype(str).str.replace("_", " "))
     sns.barplot(x=mix["revenue_share"], y=mix.index, ax=axes[0], color="tab:blue")
     axes[0].set_xlabel("share of revenue")
     axes[0].set_ylabel("")
     sns.barplot(x=mix["order_penetration"], y=mix.index, ax=axes[1], color="tab:green")
-    axes[1].set_xlabel("share of baskets containing the category")
-    fig.suptitle("What is in the bag")
+    axes[1].set_xlabel("share of orders containing the category")
+    for ax in axes:
+        ax.xaxis.set_major_formatter(plt.matplotlib.ticker.PercentFormatter(1.0))
+    top = str(mix.index[0]).replace("_", " ")
+    fig.suptitle(f"{top.capitalize()} brings {mix['revenue_share'].iloc[0]:.0%} of revenue and is in {mix['order_penetration'].iloc[0]:.0%} of orders")
     fig.tight_layout()
     return fig
 
 
-def plot_baskets(baskets: pd.DataFrame) -> plt.Figure:
-    """Distributions of basket value and basket size (units), clipped at the 99th percentile."""
+def plot_baskets(histogram: pd.DataFrame, summary: pd.DataFrame) -> plt.Figure:
+    """Distributions of order value and units per order (from :func:`basket_histogram`), with
+    the medians of :func:`basket_summary`; money in the run's currency (:mod:`segmentation.report`)."""
+    from segmentation.report import currency, money
+
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    for ax, col, label in ((axes[0], "value", "basket value"), (axes[1], "units", "units per basket")):
-        v = baskets[col].clip(upper=baskets[col].quantile(0.99))
-        sns.histplot(v, bins=40, ax=ax, color="tab:purple")
-        ax.axvline(baskets[col].median(), color="black", ls="--", lw=1, label=f"median {baskets[col].median():,.1f}")
-        ax.set_xlabel(label)
+    for ax, m, label in ((axes[0], "value", f"order value ({currency()})" if currency() else "order value (items)"),
+                         (axes[1], "units", "units per order")):
+        h = histogram[histogram["measure"] == m]
+        ax.bar(h["left"], h["orders"], width=(h["right"] - h["left"]), align="edge", color="tab:purple")
+        median = float(summary.loc[m, "p50"])
+        ax.axvline(median, color="black", ls="--", lw=1, label=f"median {median:,.1f}")
+        ax.set_xlabel(label + " (top 1% not shown)")
+        ax.set_ylabel("orders")
         ax.legend()
-    fig.suptitle("How big are the baskets?")
+    fig.suptitle(f"Half of all orders are worth less than {money(summary.loc['value', 'p50'])}")
     fig.tight_layout()
     return fig
 
@@ -218,21 +305,28 @@ def plot_weekly_rhythm(grid: pd.DataFrame) -> plt.Figure:
     sns.heatmap(grid, cmap="viridis", ax=ax, cbar_kws={"label": "orders"})
     ax.set_xlabel("hour of day")
     ax.set_ylabel("")
-    ax.set_title("When do customers shop?")
+    day = grid.sum(axis=1).idxmax()
+    hour = grid.sum(axis=0).idxmax()
+    ax.set_title(f"Busiest: {day} around {hour}:00 (orders by weekday and hour)")
     fig.tight_layout()
     return fig
 
 
 def plot_monthly_trend(trend: pd.DataFrame) -> plt.Figure:
-    """Monthly revenue and orders, peak months highlighted."""
+    """Monthly revenue and orders, peak months highlighted; money in the run's currency."""
+    from segmentation.report import currency
+
     fig, ax = plt.subplots(figsize=(11, 3.8))
     colours = np.where(trend["peak"], "tab:red", "tab:blue")
     ax.bar(trend.index, trend["revenue"], width=20, color=colours)
-    ax.set_ylabel("net revenue")
+    ax.set_ylabel(f"net revenue ({currency()})" if currency() else "net revenue (items)")
+    ax.yaxis.set_major_formatter(plt.matplotlib.ticker.StrMethodFormatter("{x:,.0f}"))
     ax2 = ax.twinx()
     ax2.plot(trend.index, trend["orders"], color="black", marker=".", lw=1)
     ax2.set_ylabel("orders")
-    ax.set_title("Seasonality: revenue per month (red: at least 20% above the surrounding months), orders as a line")
+    peaks = trend.index[trend["peak"]]
+    ax.set_title(("Peak months (red, at least 20% above the surrounding months): " + ", ".join(f"{m:%b %Y}" for m in peaks[-4:]))
+                 if len(peaks) else "No month stands out from its neighbours (orders as a line)")
     fig.tight_layout()
     return fig
 
@@ -243,7 +337,8 @@ def plot_new_vs_returning(nvr: pd.DataFrame) -> plt.Figure:
     ax.bar(nvr.index, nvr["returning_customers"], width=20, label="returning", color="tab:blue")
     ax.bar(nvr.index, nvr["new_customers"], width=20, bottom=nvr["returning_customers"], label="new", color="tab:orange")
     ax.set_ylabel("customers buying in the month")
-    ax.set_title("New versus returning customers")
+    share_new = nvr["new_customers"].sum() / max((nvr["new_customers"] + nvr["returning_customers"]).sum(), 1)
+    ax.set_title(f"{share_new:.0%} of monthly buyers are first-time customers")
     ax.legend()
     fig.tight_layout()
     return fig

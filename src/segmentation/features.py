@@ -14,16 +14,20 @@ The feature columns are documented in ``docs/architecture.md`` ("Customer featur
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 import ibis
 import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from segmentation.data import materialize, to_pandas
+from segmentation.data import to_pandas
 
 __all__ = [
     "customer_features",
+    "customer_features_table",
     "lifetime_summary",
     "lifetime_summary_table",
     "demographics",
@@ -74,6 +78,142 @@ def _days(ts: ir.TimestampValue) -> ir.IntegerValue:
     return (ts.epoch_seconds() // _SECONDS_PER_DAY).cast("int64")
 
 
+def _mix_groups(buys: ir.Table) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """The channel and category values among the purchase lines, grouped by column slug
+    (``{"online": ["online", "Online"], ...}``): one cheap query, so that the mixes can be
+    computed as conditional aggregates (one column per slug) instead of a pivot."""
+    pairs = to_pandas(buys.select("channel", "category").distinct())
+    groups: tuple[dict[str, list[str]], dict[str, list[str]]] = ({}, {})
+    for out, col in zip(groups, ("channel", "category")):
+        for value in sorted(pairs[col].dropna().unique().tolist()):
+            out.setdefault(slug(value), []).append(value)
+    return groups
+
+
+def _share(part: ir.NumericValue, whole: ir.NumericValue) -> ir.FloatingValue:
+    """``part / whole``, 0 where ``whole`` is not positive (no division by zero in any engine)."""
+    return ibis.ifelse(whole > 0, part / whole, 0.0)
+
+
+def customer_features_table(transactions: ir.Table | pd.DataFrame, as_of: str | pd.Timestamp) -> ir.Table:
+    """The customer feature table of :func:`customer_features` as one Ibis expression, left in the
+    engine (column ``customer_id`` plus every feature column except ``recency_days`` and
+    ``tenure_days``, which :func:`customer_features` derives from the timestamps; unordered).
+
+    It runs one cheap query now (the distinct channels and categories); the returned expression
+    is a single query: two customer-level hash aggregations, one over orders (with one window for
+    the inter-purchase gaps) and one over lines, joined on ``customer_id``, then a projection that
+    derives every ratio, share and the entropy.
+
+    The channel and category mixes are conditional aggregates, one per channel or category
+    known after the cheap query, so no pivot and no long (customer x category) table is built.
+    Categories (or channels) whose names share a slug (``"Fresh Produce"``, ``"fresh produce"``)
+    share one column.
+    """
+    as_of_ts = pd.Timestamp(as_of)
+    t = _before(_table(transactions), as_of_ts)
+    buys = t.filter(~t.is_return)
+    channels, categories = _mix_groups(buys)
+
+    # --- orders (one row per customer-order) ------------------------------------------------------
+    # the order's channel is the largest channel name among its lines, kept as its rank among the
+    # sorted names (an integer: cheaper to carry and to count than the name)
+    names = sorted(v for values in channels.values() for v in values)
+    if names:
+        channel_rank = buys.channel.cases(*[(name, i) for i, name in enumerate(names)], else_=None)
+    else:  # no channel names: every purchase line's channel is null, and so is this
+        channel_rank = buys.channel.length().cast("int64")
+    orders = buys.group_by(["customer_id", "order_id"]).aggregate(
+        ts=buys.order_date.min(),
+        value=buys.amount.sum(),
+        units=buys.quantity.sum(),
+        lines=buys.count(),
+        channel=channel_rank.max(),
+    )
+    seconds = orders.ts.epoch_seconds()
+    # the gap to the customer's previous order; ties in ts give a gap of 0 whichever comes first,
+    # so ordering by ts alone is deterministic; the first order is the one without a previous one
+    previous = seconds.lag().over(ibis.window(group_by=orders.customer_id, order_by=orders.ts))
+    orders = orders.mutate(gap=(seconds - previous) / _SECONDS_PER_DAY, first=previous.isnull(),
+                           hour=orders.ts.hour(), weekend=orders.ts.day_of_week.index() >= 5)
+    h = orders.hour
+    recent_from = (as_of_ts - pd.Timedelta(days=TREND_WINDOW_DAYS)).to_pydatetime()
+    earlier_from = (as_of_ts - pd.Timedelta(days=2 * TREND_WINDOW_DAYS)).to_pydatetime()
+    channel_ranks = [[names.index(v) for v in values] for values in channels.values()]
+    by_orders = orders.group_by("customer_id").aggregate(
+        first_purchase=orders.ts.min(),
+        last_purchase=orders.ts.max(),
+        n_orders=orders.count(),
+        lines=orders.lines.sum(),
+        first_order_lines=orders.lines.max(where=orders.first),
+        gross=orders.value.sum(),
+        units=orders.units.sum(),
+        ipi_mean_days=orders.gap.mean(),
+        ipi_sd=orders.gap.std(how="pop"),
+        n_weekend=orders.count(where=orders.weekend),
+        n_morning=orders.count(where=(h >= 6) & (h < 12)),
+        n_afternoon=orders.count(where=(h >= 12) & (h < 17)),
+        n_evening=orders.count(where=(h >= 17) & (h < 22)),
+        n_night=orders.count(where=(h >= 22) | (h < 6)),
+        recent=orders.value.sum(where=orders.ts >= recent_from),
+        earlier=orders.value.sum(where=(orders.ts >= earlier_from) & (orders.ts < recent_from)),
+        **{f"n_channel_{i}": orders.count(where=orders.channel.isin(ranks)) for i, ranks in enumerate(channel_ranks)},
+    )
+    # --- lines: returns, discounts, distinct products, category spend ----------------------------
+    bought = ~t.is_return
+    by_lines = t.group_by("customer_id").aggregate(
+        returned=ibis.ifelse(t.is_return, -t.amount, 0.0).sum(),
+        discounted=ibis.ifelse(bought & (t.discount > 0), t.amount, 0.0).sum(),
+        n_products=t.product_id.nunique(where=bought),
+        **{f"v_cat_{i}": ibis.ifelse(bought & t.category.isin(values), t.amount, 0.0).sum()
+           for i, values in enumerate(categories.values())},
+    )
+    spend = [ibis.greatest(by_lines[f"v_cat_{i}"], 0.0) for i in range(len(categories))]  # a negative net counts as 0
+    by_lines = by_lines.select(
+        "customer_id", "returned", "discounted", "n_products",
+        *[x.name(f"x_cat_{i}") for i, x in enumerate(spend)],
+        spend_total=sum(spend, ibis.literal(0.0)),
+        # entropy of p_i = x_i / X: -sum p_i ln p_i = ln X - sum(x_i ln x_i) / X (linear in the categories)
+        x_ln_x=sum((x * ibis.ifelse(x > 0, x, 1.0).ln() for x in spend), ibis.literal(0.0)),
+    )
+    f = by_orders.inner_join(by_lines, "customer_id")
+
+    # --- derived columns, in the engine ------------------------------------------------------------
+    n = f.n_orders.cast("float64")
+    gross, returned = f.gross, f.returned
+    recent, earlier = f.recent.fill_null(0.0), f.earlier.fill_null(0.0)
+    n_channel = [f[f"n_channel_{i}"] for i in range(len(channels))]
+    channel_total = sum(n_channel, ibis.literal(0))
+    later_lines = f.lines - f.first_order_lines
+    novelty = (f.n_products - f.first_order_lines).cast("float64") / later_lines
+    columns = {
+        "customer_id": f.customer_id.cast("string"),
+        "first_purchase": f.first_purchase,
+        "last_purchase": f.last_purchase,
+        "frequency": n,
+        "monetary": gross - returned,
+        "avg_order_value": gross / n,
+        "items_per_order": f.units / n,
+        "ipi_mean_days": f.ipi_mean_days,
+        "ipi_cv": ibis.ifelse((f.n_orders >= 3) & (f.ipi_mean_days != 0), f.ipi_sd / f.ipi_mean_days, ibis.null("float64")),
+        "spend_trend": _share(recent - earlier, recent + earlier),
+        "return_rate": _share(returned, gross),
+        "discount_share": _share(f.discounted, gross),
+        "weekend_share": f.n_weekend / n,
+        **{f"tod_{part}": f[f"n_{part}"] / n for part in ("morning", "afternoon", "evening", "night")},
+        **{f"channel_{name}": _share(count, channel_total) for name, count in zip(channels, n_channel)},
+        **{f"cat_{name}": _share(f[f"x_cat_{i}"], f.spend_total) for i, name in enumerate(categories)},
+        "category_entropy": ibis.ifelse(f.spend_total > 0, f.spend_total.ln() - f.x_ln_x / f.spend_total, 0.0),
+        # novelty: of the purchase lines after the first order, the share that bring a product new
+        # to the customer: (distinct products - first-basket lines) / lines after the first basket
+        # (a product is one line per basket; a product repeated within the first basket makes it a
+        # slight under-estimate)
+        "novelty_share": ibis.ifelse(later_lines > 0, ibis.greatest(ibis.least(novelty, 1.0), 0.0), ibis.null("float64")),
+        "n_products": f.n_products.cast("float64"),
+    }
+    return f.select(**columns)
+
+
 def customer_features(
     transactions: ir.Table | pd.DataFrame,
     as_of: str | pd.Timestamp,
@@ -96,7 +236,16 @@ def customer_features(
     Returns
     -------
     DataFrame
-        Index ``customer_id``; columns as documented in ``docs/architecture.md``.
+        Index ``customer_id`` (sorted); columns as documented in ``docs/architecture.md``
+        ("Customer feature columns").
+
+    Notes
+    -----
+    Two queries: the distinct channels and categories, then the whole table
+    (:func:`customer_features_table`), sorted by the engine and handed over once through Arrow.
+    Only ``recency_days`` and ``tenure_days`` are computed here (exact timestamp differences).
+    Cost O(lines) hash aggregation plus one sort of the orders within each customer; memory
+    outside the engine O(customers x columns).
 
     Examples
     --------
@@ -108,99 +257,56 @@ def customer_features(
     [10.0, 2.0, 20.0, 10.0]
     """
     as_of_ts = pd.Timestamp(as_of)
-    t = _before(_table(transactions), as_of_ts)
-    buys = t.filter(~t.is_return)
+    table = customer_features_table(transactions, as_of_ts)
+    out = _sorted_frame(_record_batches(table), table.schema().to_pyarrow())
+    as_of_us = np.datetime64(as_of_ts.to_datetime64(), "us").astype("int64")
+    for position, (name, column) in enumerate((("recency_days", "last_purchase"), ("tenure_days", "first_purchase"))):
+        micros = as_of_us - out[column].to_numpy().astype("datetime64[us]").view("int64")
+        out.insert(2 + position, name, micros / (_SECONDS_PER_DAY * 1e6))
+    return out
 
 
-    # --- orders (one row per customer-order) -------------------------------------------------
-    orders = buys.group_by(["customer_id", "order_id"]).aggregate(
-        ts=buys.order_date.min(),
-        value=buys.amount.sum(),
-        units=buys.quantity.sum(),
-        lines=buys.count(),
-        channel=buys.channel.max(),
-    )
-    orders = orders.mutate(
-        day=_days(orders.ts),
-        hour=orders.ts.hour(),
-        weekend=orders.ts.day_of_week.index() >= 5,
-    )
-    w = ibis.window(group_by=orders.customer_id, order_by=[orders.ts, orders.order_id])
-    orders = orders.mutate(gap=(orders.ts.epoch_seconds() - orders.ts.epoch_seconds().lag().over(w)) / _SECONDS_PER_DAY)
-    orders = materialize(ibis.get_backend(t), orders)  # order-sized; computed once, read by two queries
-    recent_from = as_of_ts - pd.Timedelta(days=TREND_WINDOW_DAYS)
-    earlier_from = as_of_ts - pd.Timedelta(days=2 * TREND_WINDOW_DAYS)
-    h = orders.hour
-    per_customer = orders.group_by("customer_id").aggregate(
-        first_purchase=orders.ts.min(),
-        last_purchase=orders.ts.max(),
-        frequency=orders.count(),
-        lines=orders.lines.sum(),
-        first_order_lines=orders.lines.argmin(orders.ts),
-        gross=orders.value.sum(),
-        units=orders.units.sum(),
-        ipi_mean_days=orders.gap.mean(),
-        ipi_sd=orders.gap.std(how="pop"),
-        weekend_share=orders.weekend.cast("float64").mean(),
-        tod_morning=((h >= 6) & (h < 12)).cast("float64").mean(),
-        tod_afternoon=((h >= 12) & (h < 17)).cast("float64").mean(),
-        tod_evening=((h >= 17) & (h < 22)).cast("float64").mean(),
-        tod_night=((h >= 22) | (h < 6)).cast("float64").mean(),
-        recent=orders.value.sum(where=orders.ts >= recent_from.to_pydatetime()),
-        earlier=orders.value.sum(where=(orders.ts >= earlier_from.to_pydatetime()) & (orders.ts < recent_from.to_pydatetime())),
-    )
-    lines_agg = t.group_by("customer_id").aggregate(
-        returned=(-t.amount).sum(where=t.is_return),
-        discounted=t.amount.sum(where=~t.is_return & (t.discount > 0)),
-        n_products=t.product_id.nunique(where=~t.is_return),
-    )
-    f = to_pandas(per_customer).set_index("customer_id")
-    f = f.join(to_pandas(lines_agg).set_index("customer_id"), how="left")
+def _record_batches(expr: ir.Table, batch_size: int = 250_000) -> Iterator[pa.RecordBatch]:
+    """Stream a (customer-sized) result out of the engine as Arrow record batches, so the engine
+    never holds a materialized copy of it."""
+    backend = ibis.get_backend(expr)
+    if backend.name == "duckdb":  # ibis 12's to_pyarrow_batches calls a method DuckDB 2.0 removed
+        return iter(backend._to_duckdb_relation(expr).to_arrow_reader(batch_size))  # registers memtables too
+    return iter(expr.to_pyarrow_batches(chunk_size=batch_size))
 
-    # --- mixes: channel (per order), category (per spend) -------------------------------------
-    channel_mix = to_pandas(orders.group_by(["customer_id", "channel"]).aggregate(n=orders.count()))
-    category_mix = to_pandas(buys.group_by(["customer_id", "category"]).aggregate(v=buys.amount.sum()))
-    out = pd.DataFrame(index=f.index)
-    out["first_purchase"] = f["first_purchase"]
-    out["last_purchase"] = f["last_purchase"]
-    out["recency_days"] = (as_of_ts - f["last_purchase"]).dt.total_seconds() / _SECONDS_PER_DAY
-    out["tenure_days"] = (as_of_ts - f["first_purchase"]).dt.total_seconds() / _SECONDS_PER_DAY
-    out["frequency"] = f["frequency"].astype("float64")
-    returned = f["returned"].fillna(0.0)
-    out["monetary"] = f["gross"] - returned
-    out["avg_order_value"] = f["gross"] / f["frequency"]
-    out["items_per_order"] = f["units"] / f["frequency"]
-    out["ipi_mean_days"] = f["ipi_mean_days"]
-    out["ipi_cv"] = (f["ipi_sd"] / f["ipi_mean_days"]).where(f["frequency"] >= 3)
-    recent, earlier = f["recent"].fillna(0.0), f["earlier"].fillna(0.0)
-    total = recent + earlier
-    out["spend_trend"] = ((recent - earlier) / total.where(total > 0)).fillna(0.0)
-    out["return_rate"] = (returned / f["gross"].where(f["gross"] > 0)).fillna(0.0)
-    out["discount_share"] = (f["discounted"].fillna(0.0) / f["gross"].where(f["gross"] > 0)).fillna(0.0)
-    for col in ("weekend_share", "tod_morning", "tod_afternoon", "tod_evening", "tod_night"):
-        out[col] = f[col].astype("float64")
-    ch = channel_mix.pivot_table(index="customer_id", columns="channel", values="n", aggfunc="sum", fill_value=0)
-    ch = ch.div(ch.sum(axis=1), axis=0)
-    ch.columns = [f"channel_{slug(c)}" for c in ch.columns]
-    cat = category_mix.pivot_table(index="customer_id", columns="category", values="v", aggfunc="sum", fill_value=0.0).clip(lower=0)
-    cat = cat.div(cat.sum(axis=1).where(lambda s: s > 0), axis=0).fillna(0.0)
-    cat.columns = [f"cat_{slug(c)}" for c in cat.columns]
-    out = out.join(ch.sort_index(axis=1), how="left").join(cat.sort_index(axis=1), how="left")
-    mix_cols = [c for c in out.columns if c.startswith(("channel_", "cat_"))]
-    out[mix_cols] = out[mix_cols].fillna(0.0)
-    shares = out[[c for c in mix_cols if c.startswith("cat_")]].to_numpy()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out["category_entropy"] = -np.nansum(np.where(shares > 0, shares * np.log(shares), 0.0), axis=1)
-    # novelty: of the purchase lines after the first order, the share that bring a product new to
-    # the customer: (distinct products - first-basket lines) / lines after the first basket
-    # (a product is one line per basket; a product repeated within the first basket makes it a
-    # slight under-estimate)
-    later_lines = f["lines"] - f["first_order_lines"]
-    out["novelty_share"] = ((f["n_products"] - f["first_order_lines"]) / later_lines.where(later_lines > 0)).clip(0.0, 1.0)
-    out["n_products"] = f["n_products"].fillna(0).astype("float64")
-    out.index = out.index.astype("str")
-    out.index.name = "customer_id"
-    return out.sort_index()
+
+def _sorted_frame(batches: Iterator[pa.RecordBatch], schema: pa.Schema) -> pd.DataFrame:
+    """Record batches (``customer_id`` first) as one DataFrame indexed by the sorted
+    ``customer_id``, in about the memory of the result itself.
+
+    Each batch is copied into growing NumPy columns (grown with ``realloc``, which moves no data
+    for large arrays) and released at once; then the ids are sorted and the columns put in that
+    order one at a time (peak: the result plus one column, never two copies of it).
+    """
+    names = schema.names[1:]
+    dtypes = {name: np.dtype(schema.field(name).type.to_pandas_dtype()) for name in names}
+    capacity, n = 1 << 16, 0
+    columns = {name: np.empty(capacity, dtypes[name]) for name in names}
+    ids: list[pa.Array] = [pa.array([], type=schema.field(0).type)]
+    for batch in batches:
+        m = batch.num_rows
+        if n + m > capacity:
+            capacity = max(2 * capacity, n + m)
+            for column in columns.values():
+                column.resize(capacity, refcheck=False)
+        for name in names:
+            columns[name][n:n + m] = batch.column(name).to_numpy(zero_copy_only=False)
+        ids.append(pa.concat_arrays([batch.column(0).cast(ids[0].type), ids[0]]))  # a copy: the batch is released now
+        n += m
+        del batch
+    id_array = pa.chunked_array(ids, type=schema.field(0).type)
+    order = pc.sort_indices(id_array).to_numpy()
+    index = pd.Index(id_array.take(order).to_pandas(), name="customer_id", dtype="str")
+    del id_array, ids
+    data = {}
+    for name in names:
+        data[name] = columns.pop(name)[order]
+    return pd.DataFrame(data, index=index, copy=False)
 
 
 def behaviour_columns(features: pd.DataFrame) -> list[str]:
@@ -292,10 +398,11 @@ def lifetime_summary(
     -------
     DataFrame
         Index ``customer_id`` (sorted); columns ``frequency, recency, T, monetary_value``.
-        Computed in the engine by :func:`lifetime_summary_table`.
+        Computed in the engine by :func:`lifetime_summary_table`, streamed back through Arrow and
+        sorted here (an index sort of the ids, then one column at a time).
     """
-    out = to_pandas(lifetime_summary_table(transactions, as_of, time_unit=time_unit, start=start)).set_index("customer_id")
-    return out.sort_index()
+    table = lifetime_summary_table(transactions, as_of, time_unit=time_unit, start=start)
+    return _sorted_frame(_record_batches(table), table.schema().to_pyarrow())
 
 
 def demographics(customers: pd.DataFrame | None, as_of: str | pd.Timestamp) -> pd.DataFrame:

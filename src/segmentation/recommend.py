@@ -4,11 +4,13 @@ Everything works on pandas purchase lines (``customer_id, order_id, order_date, 
 quantity``; a negative quantity is a return) and on sparse ``scipy.sparse`` matrices; there is no
 Python loop over baskets, customers or rows.
 
-* :func:`association_rules` -- pairwise co-purchase rules ``{a} -> {b}`` (support, confidence,
-  lift) from a basket x item matrix ``B``: the pair counts are ``C = B.T @ B`` after pruning the
-  items below ``min_support`` (a pair is never more frequent than either of its items).
-  :func:`association_rules_in_engine` gives the same rules from an Ibis table, counting the
-  pairs in the engine by a self-join on the basket (for data that does not fit in memory).
+* :func:`frequent_itemsets`, :func:`association_rules` -- itemsets and rules of any length
+  (support, confidence, lift, leverage, conviction, counts), mined exactly and level-wise on a
+  sparse basket x item matrix; :func:`association_rules_in_engine` counts the itemsets in the
+  engine (DuckDB, Spark) for data that does not fit in memory and gives the same rules;
+  :func:`rule_labels` makes them readable. Checked against arules on the Groceries data
+  (410 rules at support 0.001 / confidence 0.8) and timed against mlxtend in
+  ``benchmarks/bench_rules.py``.
 * :class:`Recommender` -- a mix of (a) *buy again* (the customer's decayed repeat frequency),
   (b) *customers like you also buy* (items popular in the customer's segment, i.e. overall
   popularity re-weighted by the segment's lift) and (c) *often bought with X* (item-to-item
@@ -16,19 +18,24 @@ Python loop over baskets, customers or rows.
 * :func:`leave_last_order_out`, :func:`evaluate`, :func:`popularity_baseline`,
   :func:`buy_again_baseline`, :func:`evaluation_table` -- offline evaluation: every customer's
   last order is held out and the recommendations made from the earlier orders are scored by
-  recall@k and hit-rate@k against it.
+  recall@k and hit-rate@k against it; the recommender must beat the best baseline with a
+  paired bootstrap interval above 0 to be used, otherwise the simpler baseline is the winner
+  (:func:`recommend_with` makes the winner's recommendations).
 
 Example
 -------
 >>> lines = pd.DataFrame({"basket_id": [1, 1, 2, 2, 3], "item": ["milk", "bread", "milk", "bread", "milk"]})
 >>> association_rules(lines, min_support=0.5)[["antecedent", "consequent", "count"]].to_dict("records")
-[{'antecedent': 'bread', 'consequent': 'milk', 'count': 2}, {'antecedent': 'milk', 'consequent': 'bread', 'count': 2}]
+[{'antecedent': ('bread',), 'consequent': ('milk',), 'count': 2}, {'antecedent': ('milk',), 'consequent': ('bread',), 'count': 2}]
 """
 
 from __future__ import annotations
 
+import itertools
 import math
-from typing import TYPE_CHECKING
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -42,14 +49,19 @@ if TYPE_CHECKING:
 
 __all__ = [
     "REASONS",
+    "RULE_COLUMNS",
+    "METHODS",
+    "frequent_itemsets",
     "association_rules",
     "association_rules_in_engine",
+    "rule_labels",
     "Recommender",
     "leave_last_order_out",
     "evaluate",
     "popularity_baseline",
     "buy_again_baseline",
     "evaluation_table",
+    "recommend_with",
     "plot_rules",
     "plot_evaluation",
 ]
@@ -125,8 +137,12 @@ def _pair_counts(basket: np.ndarray, item: np.ndarray, n_baskets: int, n_items: 
 
 
 # --------------------------------------------------------------------------------------------
-# association rules
+# frequent itemsets and association rules
 # --------------------------------------------------------------------------------------------
+RULE_COLUMNS = ["antecedent", "consequent", "support", "confidence", "lift", "leverage", "conviction", "count",
+                "antecedent_count", "consequent_count"]
+
+
 def _require_columns(found: list[str], columns: list[str], name: str) -> None:
     missing = [c for c in columns if c not in found]
     if missing:
@@ -138,9 +154,242 @@ def _check_support(min_support: float) -> None:
         raise ValueError(f"min_support must be in (0, 1], got {min_support}")
 
 
+def _check_lengths(max_len: int | None, max_consequent: int | None) -> None:
+    if max_len is not None and max_len < 1:
+        raise ValueError(f"max_len must be at least 1 (items in an itemset) or None for any length, got {max_len}")
+    if max_consequent is not None and max_consequent < 1:
+        raise ValueError(f"max_consequent must be at least 1 or None for any size, got {max_consequent}")
+
+
 def _min_count(min_support: float, n_baskets: int) -> int:
-    """Baskets a pair (or item) must be in to reach ``min_support`` (at least 1)."""
+    """Baskets an itemset must be in to reach ``min_support`` (at least 1)."""
     return max(1, math.ceil(min_support * n_baskets - 1e-9))
+
+
+def _label_order(labels: np.ndarray) -> np.ndarray:
+    """Positions that sort the item labels (by value; as text when the values do not compare)."""
+    try:
+        return np.argsort(labels, kind="stable")
+    except TypeError:
+        return np.argsort(labels.astype(str), kind="stable")
+
+
+# A level: (itemsets as an (f x k) array of item codes, ascending within each row; their basket counts).
+_Level = tuple[np.ndarray, np.ndarray]
+
+
+def _mine_levels(basket_codes: np.ndarray, item_codes: np.ndarray, n_baskets: int, n_items: int, min_count: int,
+                 max_len: int | None) -> list[_Level]:
+    """Every itemset in at least ``min_count`` baskets, level by level (exact counts).
+
+    ``M`` is the basket x itemset 0/1 matrix of the frequent (k-1)-itemsets and ``B`` the basket
+    x item matrix; ``M.T @ B`` counts every extension of a (k-1)-itemset by one item at once.
+    Extensions by an item after the itemset's last item give each k-itemset exactly once, and
+    since every subset of a frequent itemset is frequent (Apriori), none is missed. The new
+    ``M`` holds, per basket, the frequent k-itemsets among its (itemset, item) pairs
+    (:func:`_occurrences`).
+    """
+    b = _binary_matrix(basket_codes, item_codes, (n_baskets, n_items))
+    counts = np.asarray(b.sum(axis=0)).ravel().astype(np.int64)
+    levels: list[_Level] = [(np.arange(n_items)[:, None], counts)]
+    m = b
+    while max_len is None or len(levels) < max_len:
+        sets, _ = levels[-1]
+        # an extension item must itself lie in a frequent (k-1)-itemset (its subsets are frequent)
+        useful = np.zeros(n_items, dtype=bool)
+        useful[np.unique(sets)] = True
+        b_useful = b[:, useful].tocsr()
+        to_item = np.flatnonzero(useful)
+        c = (m.T.tocsr() @ b_useful).tocoo()
+        item = to_item[c.col]
+        keep = (item > sets[c.row, -1]) & (c.data >= min_count)
+        if not keep.any():
+            break
+        parent, item, count = c.row[keep], item[keep], c.data[keep].astype(np.int64)
+        order = np.lexsort((item, parent))  # lexicographic order of the itemsets = order of the keys below
+        parent, item, count = parent[order], item[order], count[order]
+        levels.append((np.column_stack([sets[parent], item]), count))
+        m = _occurrences(m, b_useful, to_item, parent.astype(np.int64) * n_items + item, sets[:, -1], n_items)
+    return levels
+
+
+def _occurrences(m: sp.csr_matrix, b: sp.csr_matrix, to_item: np.ndarray, keys: np.ndarray, last: np.ndarray,
+                 n_items: int, chunk: int = 4_000_000) -> sp.csr_matrix:
+    """Basket x new-itemset 0/1 matrix: in each basket, every (frequent (k-1)-itemset ``X``,
+    item ``j > last[X]``) pair whose key ``X * n_items + j`` is in the sorted ``keys``.
+
+    The pairs are enumerated per basket (one vectorized pass per chunk of baskets holding at
+    most ``chunk`` pairs), so the cost is that of the product ``M.T @ B`` and the memory
+    O(chunk + nnz of the result).
+    """
+    pairs_per_row = np.diff(m.indptr) * np.diff(b.indptr)
+    ends = np.searchsorted(np.cumsum(pairs_per_row), np.arange(chunk, pairs_per_row.sum() + chunk, chunk), side="right")
+    bounds = np.unique(np.r_[0, np.minimum(ends, len(pairs_per_row)), len(pairs_per_row)])
+    rows_out, cols_out = [], []
+    b_len = np.diff(b.indptr)
+    for lo, hi in zip(bounds[:-1], bounds[1:]):  # chunks of baskets, not single baskets
+        rows = np.repeat(np.arange(lo, hi), np.diff(m.indptr[lo:hi + 1]))
+        parents = m.indices[m.indptr[lo]:m.indptr[hi]]
+        reps = b_len[rows]
+        row_rep, parent_rep = np.repeat(rows, reps), np.repeat(parents, reps)
+        offset = np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps)
+        item = to_item[b.indices[np.repeat(b.indptr[rows], reps) + offset]]
+        ok = item > last[parent_rep]
+        key = parent_rep[ok].astype(np.int64) * n_items + item[ok]
+        pos = np.minimum(np.searchsorted(keys, key), len(keys) - 1)
+        hit = keys[pos] == key
+        rows_out.append(row_rep[ok][hit])
+        cols_out.append(pos[hit])
+    rows, cols = np.concatenate(rows_out), np.concatenate(cols_out)
+    return sp.csr_matrix((np.ones(len(rows), dtype=np.int32), (rows, cols)), shape=(m.shape[0], len(keys)))
+
+
+def _lookup(levels: list[_Level], sets: np.ndarray) -> np.ndarray:
+    """Basket counts of ``sets`` (rows of ascending item codes, all frequent) from ``levels``."""
+    k = sets.shape[1]
+    known, counts = levels[k - 1]
+    if k == 1:
+        return counts[sets[:, 0]]
+    index = pd.MultiIndex.from_arrays(list(known.T))
+    pos = index.get_indexer(pd.MultiIndex.from_arrays(list(sets.T)))
+    if (pos < 0).any():  # impossible for exact counts (every subset of a frequent itemset is frequent)
+        raise AssertionError("an itemset's subset is missing from the frequent itemsets")
+    return counts[pos]
+
+
+def _tuples(labels: np.ndarray, sets: np.ndarray) -> list[tuple]:
+    return list(zip(*(labels[sets[:, j]] for j in range(sets.shape[1]))))
+
+
+def _filters_note(n: int, min_count: int, min_support: float, min_confidence: float, min_lift: float | None,
+                  max_len: int | None, max_consequent: int | None, max_items: int | None) -> str:
+    parts = [f"support >= {min_support:.2%} (at least {min_count:,} of {n:,} baskets)", f"confidence >= {min_confidence:.0%}",
+             "no lift filter (negative associations, lift < 1, kept)" if min_lift is None else f"lift >= {min_lift:g}",
+             "itemsets of any length" if max_len is None else f"itemsets of at most {max_len} items",
+             "one item on the right-hand side" if max_consequent == 1 else
+             ("any number of items on the right-hand side" if max_consequent is None else f"at most {max_consequent} items on the right-hand side")]
+    if max_items is not None:
+        parts.append(f"only the {max_items} most frequent items")
+    return "Rules with " + ", ".join(parts) + "."
+
+
+def _rules_from_levels(levels: list[_Level], labels: np.ndarray, n: int, *, min_confidence: float, min_lift: float | None,
+                       max_consequent: int | None) -> pd.DataFrame:
+    """Rules ``X -> Y`` from every frequent itemset ``X u Y`` (``|Y| <= max_consequent``)."""
+    parts = []
+    for k in range(2, len(levels) + 1):
+        sets, both = levels[k - 1]
+        for size in range(1, k if max_consequent is None else min(k - 1, max_consequent) + 1):
+            for cons_pos in itertools.combinations(range(k), size):  # positions, not rows
+                ante_pos = [j for j in range(k) if j not in cons_pos]
+                ante, cons = sets[:, ante_pos], sets[:, list(cons_pos)]
+                count_a, count_c = _lookup(levels, ante), _lookup(levels, cons)
+                confidence = both / count_a
+                lift = confidence / (count_c / n)
+                ok = (confidence >= min_confidence) & ((lift >= min_lift) if min_lift is not None else True)
+                if ok.any():
+                    parts.append((ante[ok], cons[ok], both[ok], count_a[ok], count_c[ok]))
+    if not parts:
+        return pd.DataFrame({c: pd.Series(dtype="float64" if c in ("support", "confidence", "lift", "leverage", "conviction")
+                                          else ("int64" if c.endswith("count") else "object")) for c in RULE_COLUMNS})
+    width = len(levels)
+    pad = lambda a: np.pad(a, ((0, 0), (0, width - a.shape[1])), constant_values=-1)  # noqa: E731
+    ante_codes = np.vstack([pad(p[0]) for p in parts])
+    cons_codes = np.vstack([pad(p[1]) for p in parts])
+    both, count_a, count_c = (np.concatenate([p[j] for p in parts]).astype(np.int64) for j in (2, 3, 4))
+    support, s_a, s_c = both / n, count_a / n, count_c / n
+    confidence = both / count_a
+    lift = confidence / s_c
+    with np.errstate(divide="ignore", invalid="ignore"):
+        conviction = np.where(both == count_a, np.inf, (1 - s_c) / (1 - confidence))
+    # lift, confidence, count descending; then the item codes (label order) for a stable order
+    keys = [*cons_codes.T[::-1], *ante_codes.T[::-1], -both, -confidence, -lift]
+    order = np.lexsort(keys)
+    antecedent = [t for p in parts for t in _tuples(labels, p[0])]
+    consequent = [t for p in parts for t in _tuples(labels, p[1])]
+    rules = pd.DataFrame({
+        "antecedent": pd.Series(antecedent, dtype="object").to_numpy()[order],
+        "consequent": pd.Series(consequent, dtype="object").to_numpy()[order],
+        "support": support[order], "confidence": confidence[order], "lift": lift[order],
+        "leverage": (support - s_a * s_c)[order], "conviction": conviction[order],
+        "count": both[order], "antecedent_count": count_a[order], "consequent_count": count_c[order],
+    })
+    return rules
+
+
+def _finish(table: pd.DataFrame, n: int, attrs: dict) -> pd.DataFrame:
+    table.attrs.update(n_baskets=int(n), **attrs)
+    return table
+
+
+def _itemset_table(levels: list[_Level], labels: np.ndarray, n: int) -> pd.DataFrame:
+    return pd.DataFrame({
+        "itemset": pd.Series([t for sets, _ in levels for t in _tuples(labels, sets)], dtype="object"),
+        "size": np.concatenate([np.full(len(c), k, dtype=np.int64) for k, (_, c) in enumerate(levels, start=1)]),
+        "count": np.concatenate([c for _, c in levels]).astype(np.int64),
+    }).assign(support=lambda d: d["count"] / n)
+
+
+def _mine_frame(baskets: pd.DataFrame, basket: str, item: str, min_support: float, max_len: int | None,
+                max_items: int | None) -> tuple[list[_Level], np.ndarray, int, int]:
+    _require(baskets, [basket, item], "baskets")
+    _check_support(min_support)
+    _check_lengths(max_len, 1)
+    b_codes, b_uniques = pd.factorize(baskets[basket])
+    i_codes, items = pd.factorize(baskets[item])
+    n = len(b_uniques)
+    item_baskets = np.bincount(np.unique(i_codes.astype(np.int64) * n + b_codes) // n, minlength=len(items))
+    min_count = _min_count(min_support, n)
+    kept = np.flatnonzero(item_baskets >= min_count)
+    if max_items is not None:
+        kept = kept[np.argsort(-item_baskets[kept], kind="stable")[:max_items]]
+    kept = kept[_label_order(np.asarray(items)[kept])]  # item codes follow the label order
+    remap = np.full(len(items), -1)
+    remap[kept] = np.arange(len(kept))
+    on = remap[i_codes] >= 0
+    levels = _mine_levels(b_codes[on], remap[i_codes[on]], n, len(kept), min_count, max_len) if len(kept) else []
+    return levels, np.asarray(items)[kept], n, min_count
+
+
+def frequent_itemsets(
+    baskets: pd.DataFrame,
+    *,
+    basket: str = "basket_id",
+    item: str = "item",
+    min_support: float = 0.01,
+    max_len: int | None = None,
+    max_items: int | None = None,
+) -> pd.DataFrame:
+    """Every set of items bought together in at least ``min_support`` of the baskets.
+
+    Parameters
+    ----------
+    baskets : DataFrame
+        One row per (basket, item) line; repeated lines count once per basket.
+    basket, item : str
+        Column names of the basket id and the item.
+    min_support : float
+        Minimum share of baskets containing the whole itemset.
+    max_len : int, optional
+        Longest itemset (None: any length).
+    max_items : int, optional
+        Keep only the ``max_items`` most frequent items.
+
+    Returns
+    -------
+    DataFrame
+        ``itemset`` (tuple of items in ascending order), ``size``, ``count`` (baskets with all of
+        them), ``support``; by size, then itemset. ``attrs["n_baskets"]``.
+
+    Examples
+    --------
+    >>> lines = pd.DataFrame({"basket_id": [1, 1, 1, 2, 2, 3], "item": list("abcabc")})
+    >>> frequent_itemsets(lines, min_support=0.5)[["itemset", "count"]].to_dict("records")
+    [{'itemset': ('a',), 'count': 2}, {'itemset': ('b',), 'count': 2}, {'itemset': ('c',), 'count': 2}, {'itemset': ('a', 'b'), 'count': 2}]
+    """
+    levels, labels, n, _ = _mine_frame(baskets, basket, item, min_support, max_len, max_items)
+    table = _itemset_table(levels, labels, n) if levels else pd.DataFrame({"itemset": [], "size": [], "count": [], "support": []})
+    return _finish(table, n, {"min_support": min_support, "max_len": max_len})
 
 
 def association_rules(
@@ -150,85 +399,127 @@ def association_rules(
     item: str = "item",
     min_support: float = 0.01,
     min_confidence: float = 0.1,
-    min_lift: float = 1.0,
+    min_lift: float | None = None,
+    max_len: int | None = None,
+    max_consequent: int | None = 1,
     max_items: int | None = None,
 ) -> pd.DataFrame:
-    """Pairwise co-purchase rules ``{antecedent} -> {consequent}``.
+    """Co-purchase rules ``{antecedent} -> {consequent}`` from itemsets of any length.
 
-    Only rules with one item on each side are mined (pairwise), which is what cross-selling and
-    "often bought with" need; longer itemsets are out of scope.
+    The frequent itemsets are mined exactly (see Notes), and every frequent itemset ``Z`` of two
+    or more items gives the rules ``Z - Y -> Y`` for its subsets ``Y`` of at most
+    ``max_consequent`` items, as in arules (one item on the right by default) and mlxtend
+    (``max_consequent=None``).
 
     Parameters
     ----------
     baskets : DataFrame
-        One row per (basket, item) line, e.g. ``order_id, product_id`` of the transactions;
+        One row per (basket, item) line, e.g. ``order_id, product_id`` of the purchases;
         repeated lines are counted once per basket. Missing values raise an error.
     basket, item : str
         Column names of the basket id and the item.
     min_support : float
-        Minimum share of baskets containing both items. Items below it are pruned before the
-        pair counts are computed (a pair is never more frequent than its items).
+        Minimum share of baskets containing every item of the rule.
     min_confidence : float
         Minimum ``P(consequent | antecedent)``.
-    min_lift : float
-        Minimum ``confidence / support(consequent)``.
+    min_lift : float, optional
+        Minimum lift. None (default) keeps every rule, as arules and mlxtend do, including
+        negative associations (lift < 1); the filter used is stated in ``attrs["filters"]``.
+    max_len : int, optional
+        Most items in a rule (antecedent and consequent together); None: any length.
+    max_consequent : int, optional
+        Most items on the right-hand side (1 by default; None: any).
     max_items : int, optional
         Keep only the ``max_items`` most frequent items (bounds memory on huge catalogues).
 
     Returns
     -------
     DataFrame
-        ``antecedent, consequent, support, confidence, lift, count`` (``count`` = baskets with
-        both), sorted by lift, then confidence, descending. ``attrs["n_baskets"]`` holds the
-        number of baskets.
+        ``antecedent, consequent`` (tuples of items, each in ascending order), ``support``
+        (share of baskets with all items of the rule), ``confidence``, ``lift``, ``leverage``
+        (``support - support(antecedent) x support(consequent)``), ``conviction``
+        (``(1 - support(consequent)) / (1 - confidence)``, infinite when the confidence is 1),
+        ``count`` (baskets with all items), ``antecedent_count``, ``consequent_count``; sorted
+        by lift, confidence and count (descending), then by the items. ``attrs``:
+        ``n_baskets``, the thresholds, and ``filters`` (a sentence stating them).
+        :func:`rule_labels` gives readable text.
 
     Notes
     -----
-    A sparse basket x item matrix ``B`` (0/1) is built and ``C = B.T @ B`` gives all pair counts
-    at once: O(lines) to build, O(sum over baskets of kept items squared) for the product,
-    O(pairs) memory.
+    Level-wise and exact on a sparse basket x item matrix ``B`` (0/1): with ``M`` the basket x
+    itemset matrix of the frequent (k-1)-itemsets, ``M.T @ B`` counts every one-item extension
+    at once; an itemset is extended only by items after its last one (each k-itemset once) and
+    only the extensions in ``min_support`` of the baskets are kept; the new ``M`` is the
+    elementwise product of parent and item columns. Counts are integers, so thresholds are
+    exact (a confidence of exactly 0.8 passes ``min_confidence=0.8``). Memory O(nnz(M)) = the
+    summed basket counts of one level's frequent itemsets; time O(sum over baskets of
+    (frequent itemsets in the basket) x (items in the basket)) per level. On the Groceries
+    data (support 0.001, 13,492 itemsets) this takes well under a second (see
+    ``benchmarks/bench_rules.py``).
 
     Examples
     --------
     >>> lines = pd.DataFrame({"basket_id": [1, 1, 2, 2, 3, 3, 4], "item": list("abacbcd")})
-    >>> r = association_rules(lines, min_support=0.25, min_confidence=0.5)
-    >>> r.loc[r.antecedent.eq("b") & r.consequent.eq("a"), ["support", "confidence", "lift"]].round(3).to_numpy().tolist()
+    >>> r = rule_labels(association_rules(lines, min_support=0.25, min_confidence=0.5))
+    >>> r.loc[r.antecedent_name.eq("b") & r.consequent_name.eq("a"), ["support", "confidence", "lift"]].round(3).to_numpy().tolist()
     [[0.25, 0.5, 1.0]]
     """
-    _require(baskets, [basket, item], "baskets")
-    _check_support(min_support)
-    b_codes, b_uniques = pd.factorize(baskets[basket])
-    i_codes, items = pd.factorize(baskets[item])
-    n = len(b_uniques)
-    item_baskets = np.bincount(np.unique(i_codes.astype(np.int64) * n + b_codes) // n, minlength=len(items))
-    min_count = _min_count(min_support, n)
-    kept = np.flatnonzero(item_baskets >= min_count)
-    if max_items is not None:
-        kept = kept[np.argsort(-item_baskets[kept], kind="stable")[:max_items]]
-    remap = np.full(len(items), -1)
-    remap[kept] = np.arange(len(kept))
-    on = remap[i_codes] >= 0
-    c, counts = _pair_counts(b_codes[on], remap[i_codes[on]], n, len(kept))
-    c = c.tocoo()
-    big = c.data >= min_count
-    labels = items[kept]
-    a, q = c.row[big], c.col[big]
-    return _rules(labels[a], labels[q], c.data[big], counts[a], counts[q], n, min_confidence, min_lift)
+    _check_lengths(max_len, max_consequent)
+    levels, labels, n, min_count = _mine_frame(baskets, basket, item, min_support, max_len, max_items)
+    rules = _rules_from_levels(levels, labels, n, min_confidence=min_confidence, min_lift=min_lift, max_consequent=max_consequent)
+    return _finish(rules, n, _rule_attrs(n, min_count, min_support, min_confidence, min_lift, max_len, max_consequent, max_items))
 
 
-def _rules(antecedent, consequent, both, count_a, count_q, n: int, min_confidence: float, min_lift: float) -> pd.DataFrame:
-    """Rules table from ordered pairs, their joint basket count and each side's basket count."""
-    both = np.asarray(both, dtype=np.int64)
-    confidence = both / np.asarray(count_a, dtype="float64")
-    lift = confidence / (np.asarray(count_q, dtype="float64") / n)
-    ok = (confidence >= min_confidence) & (lift >= min_lift)
-    rules = pd.DataFrame({
-        "antecedent": np.asarray(antecedent)[ok], "consequent": np.asarray(consequent)[ok], "support": both[ok] / n,
-        "confidence": confidence[ok], "lift": lift[ok], "count": both[ok],
-    })
-    rules = rules.sort_values(["lift", "confidence", "antecedent", "consequent"], ascending=[False, False, True, True], ignore_index=True)
-    rules.attrs["n_baskets"] = n
-    return rules
+def _rule_attrs(n, min_count, min_support, min_confidence, min_lift, max_len, max_consequent, max_items) -> dict:
+    return {"min_support": min_support, "min_confidence": min_confidence, "min_lift": min_lift, "max_len": max_len,
+            "max_consequent": max_consequent, "max_items": max_items,
+            "filters": _filters_note(n, min_count, min_support, min_confidence, min_lift, max_len, max_consequent, max_items)}
+
+
+def rule_labels(rules: pd.DataFrame, names: pd.Series | None = None, *, joiner: str = " + ") -> pd.DataFrame:
+    """Readable sides of the rules: ``antecedent_name`` and ``consequent_name`` added as text.
+
+    Parameters
+    ----------
+    rules : DataFrame
+        From :func:`association_rules` (tuples of items).
+    names : Series, optional
+        Display name per item (index = item, e.g. ``product_id`` -> product name); items
+        without a name keep their id.
+    joiner : str
+        Put between the items of a side.
+
+    Examples
+    --------
+    >>> r = pd.DataFrame({"antecedent": [("p1", "p2")], "consequent": [("p3",)]})
+    >>> rule_labels(r, pd.Series({"p1": "liquor", "p2": "red wine"}))[["antecedent_name", "consequent_name"]].iloc[0].tolist()
+    ['liquor + red wine', 'p3']
+    """
+    out = rules.copy()
+    lookup = {} if names is None else names[~names.index.duplicated()].dropna().astype(str).to_dict()
+    for side in ("antecedent", "consequent"):
+        out[f"{side}_name"] = pd.Series([joiner.join(lookup.get(i, str(i)) for i in items) for items in out[side]],
+                                        index=out.index, dtype="string")
+    return out
+
+
+def _materialize(expr: ir.Table, release: list[Callable[[], Any]]) -> ir.Table:
+    """Compute ``expr`` into a temporary table of its engine and register how to drop it.
+
+    DuckDB: a temporary table (dropped with plain SQL: ibis 12's ``drop_table`` emits a
+    statement DuckDB 2.0 cannot parse); other engines: ``Table.cache`` and ``release``.
+    """
+    import ibis
+
+    backend = ibis.get_backend(expr)
+    if backend.name == "duckdb":
+        name = f"_segmentation_itemsets_{uuid.uuid4().hex}"
+        table = backend.create_table(name, expr, temp=True)
+        release.append(lambda: backend.con.execute(f'DROP TABLE IF EXISTS "{name}"'))
+        return table
+    cached = expr.cache()
+    release.append(cached.release)
+    return cached
 
 
 def association_rules_in_engine(
@@ -238,17 +529,22 @@ def association_rules_in_engine(
     item: str = "product_id",
     min_support: float = 0.01,
     min_confidence: float = 0.1,
-    min_lift: float = 1.0,
+    min_lift: float | None = None,
+    max_len: int | None = None,
+    max_consequent: int | None = 1,
     max_items: int | None = None,
 ) -> pd.DataFrame:
-    """:func:`association_rules` computed in the engine (DuckDB, Spark, a warehouse), for when
-    the basket x item matrix or the pair counts do not fit in memory.
+    """:func:`association_rules` with the itemsets counted in the engine (DuckDB, Spark, a
+    warehouse), for when the basket x item matrix does not fit in memory.
 
-    The (basket, item) lines are de-duplicated, the items below ``min_support`` are pruned, the
-    remaining lines are joined to themselves on the basket (item < item, so each pair once), and
-    the pair counts below ``min_support`` are dropped, all in the engine; only the surviving
-    pairs come back. Same parameters and result as :func:`association_rules` (``max_items``
-    breaks ties in item frequency by item id).
+    Level-wise in the engine: the (basket, item) lines are de-duplicated and the items below
+    ``min_support`` pruned; the occurrences of the frequent (k-1)-itemsets (one row per basket
+    and itemset) are joined to the kept lines of the same basket with a later item, counted per
+    k-itemset, and those below ``min_support`` dropped; the occurrences of the surviving
+    k-itemsets become the next level. Each level is materialised in the engine
+    (a temporary table) and dropped at the end; only the frequent itemsets and their counts come
+    back, and the rules are formed in memory exactly as by :func:`association_rules` (same
+    parameters, same result; ``max_items`` breaks ties in item frequency by item id).
 
     Parameters
     ----------
@@ -258,12 +554,14 @@ def association_rules_in_engine(
 
     Notes
     -----
-    The self-join costs O(sum over baskets of (kept items in basket)^2), spread over the
-    engine's workers and spilled to disk when needed; the result is O(frequent pairs).
+    Level k costs O(sum over baskets of (frequent (k-1)-itemsets in the basket) x (kept items
+    in the basket)) in the engine, spread over its workers and spilled to disk when needed;
+    what comes back is O(frequent itemsets).
     """
     import ibis
 
     _check_support(min_support)
+    _check_lengths(max_len, max_consequent)
     _require_columns(list(lines.columns), [basket, item], "lines")
     pairs_in = lines.select(b=lines[basket], i=lines[item]).filter(lambda t: t.b.notnull() & t.i.notnull()).distinct()
     n = int(pairs_in.b.nunique().execute())
@@ -271,18 +569,37 @@ def association_rules_in_engine(
     items = pairs_in.group_by("i").aggregate(n_i=pairs_in.count()).filter(lambda t: t.n_i >= min_count)
     if max_items is not None:
         items = items.order_by([ibis.desc("n_i"), "i"]).limit(max_items)
-    kept = pairs_in.semi_join(items, "i")
-    right = kept.view().rename(b2="b", j="i")
-    joined = kept.join(right, (kept.b == right.b2) & (kept.i < right.j))
-    counts = joined.group_by(["i", "j"]).aggregate(both=joined.count()).filter(lambda t: t.both >= min_count)
-    counts = counts.join(items, "i").join(items.rename(j="i", n_j="n_i"), "j")
-    df = counts.select("i", "j", "both", "n_i", "n_j").to_pyarrow().to_pandas()
-    antecedent = np.concatenate([df["i"].to_numpy(), df["j"].to_numpy()])
-    consequent = np.concatenate([df["j"].to_numpy(), df["i"].to_numpy()])
-    both = np.concatenate([df["both"].to_numpy(), df["both"].to_numpy()])
-    count_a = np.concatenate([df["n_i"].to_numpy(), df["n_j"].to_numpy()])
-    count_q = np.concatenate([df["n_j"].to_numpy(), df["n_i"].to_numpy()])
-    return _rules(antecedent, consequent, both, count_a, count_q, n, min_confidence, min_lift)
+    release: list[Callable[[], Any]] = []
+    try:
+        kept = _materialize(pairs_in.semi_join(items, "i"), release)
+        first = items.to_pyarrow().to_pandas()
+        labels = first["i"].to_numpy()[_label_order(first["i"].to_numpy())]
+        codes = pd.Index(labels)
+        found = [(first["i"].to_numpy()[:, None], first["n_i"].to_numpy())]
+        occ = kept.rename(i1="i")
+        k = 1
+        while (max_len is None or k < max_len) and len(found[-1][1]):
+            nxt = kept.rename(b2="b", nxt="i")
+            joined = occ.join(nxt, (occ.b == nxt.b2) & (nxt.nxt > occ[f"i{k}"]))
+            cand = joined.select("b", *[f"i{j}" for j in range(1, k + 1)], **{f"i{k + 1}": joined.nxt})
+            keys = [f"i{j}" for j in range(1, k + 2)]
+            counts = _materialize(cand.group_by(keys).aggregate(n_i=cand.count()).filter(lambda t: t.n_i >= min_count), release)
+            df = counts.to_pyarrow().to_pandas()
+            if df.empty:
+                break
+            found.append((df[keys].to_numpy(), df["n_i"].to_numpy()))
+            occ = _materialize(cand.semi_join(counts, keys), release)
+            k += 1
+    finally:
+        for drop in reversed(release):
+            drop()
+    levels = []
+    for sets, count in found:  # to item codes in label order, items ascending within each itemset
+        coded = np.sort(codes.get_indexer(sets.ravel()).reshape(sets.shape), axis=1)
+        order = np.lexsort(coded.T[::-1])
+        levels.append((coded[order], count[order].astype(np.int64)))
+    rules = _rules_from_levels(levels, labels, n, min_confidence=min_confidence, min_lift=min_lift, max_consequent=max_consequent)
+    return _finish(rules, n, _rule_attrs(n, min_count, min_support, min_confidence, min_lift, max_len, max_consequent, max_items))
 
 
 # --------------------------------------------------------------------------------------------
@@ -603,6 +920,17 @@ def leave_last_order_out(transactions: pd.DataFrame) -> tuple[pd.DataFrame, pd.D
     return tx[~after].reset_index(drop=True), holdout
 
 
+def _hits(recommendations: pd.DataFrame, holdout: pd.DataFrame, k: int) -> pd.DataFrame:
+    """Per holdout customer: ``hits`` (held-out items among the top ``k``) and ``held`` (items held out)."""
+    _require(recommendations, ["customer_id", "rank", "product_id"], "recommendations")
+    _require(holdout, ["customer_id", "product_id"], "holdout")
+    held = holdout[["customer_id", "product_id"]].astype("string").drop_duplicates()
+    top = recommendations.loc[recommendations["rank"] <= k, ["customer_id", "product_id"]].astype("string").drop_duplicates()
+    size = held.groupby("customer_id").size()
+    hits = top.merge(held, on=["customer_id", "product_id"]).groupby("customer_id").size().reindex(size.index, fill_value=0)
+    return pd.DataFrame({"hits": hits, "held": size})
+
+
 def evaluate(recommendations: pd.DataFrame, holdout: pd.DataFrame, k: int = 10) -> dict[str, float]:
     """Recall@k, precision@k and hit-rate@k of recommendations against held-out baskets.
 
@@ -617,17 +945,12 @@ def evaluate(recommendations: pd.DataFrame, holdout: pd.DataFrame, k: int = 10) 
     >>> evaluate(recs, held, k=2)["recall@2"], evaluate(recs, held, k=2)["hit_rate@2"]
     (0.25, 0.5)
     """
-    _require(recommendations, ["customer_id", "rank", "product_id"], "recommendations")
-    _require(holdout, ["customer_id", "product_id"], "holdout")
-    held = holdout[["customer_id", "product_id"]].astype("string").drop_duplicates()
-    top = recommendations.loc[recommendations["rank"] <= k, ["customer_id", "product_id"]].astype("string").drop_duplicates()
-    size = held.groupby("customer_id").size()
-    hits = top.merge(held, on=["customer_id", "product_id"]).groupby("customer_id").size().reindex(size.index, fill_value=0)
+    h = _hits(recommendations, holdout, k)
     return {
-        f"recall@{k}": float((hits / size).mean()),
-        f"precision@{k}": float((hits / k).mean()),
-        f"hit_rate@{k}": float((hits > 0).mean()),
-        "customers": int(len(size)),
+        f"recall@{k}": float((h["hits"] / h["held"]).mean()),
+        f"precision@{k}": float((h["hits"] / k).mean()),
+        f"hit_rate@{k}": float((h["hits"] > 0).mean()),
+        "customers": int(len(h)),
     }
 
 
@@ -671,24 +994,90 @@ def buy_again_baseline(transactions: pd.DataFrame, as_of: str | pd.Timestamp, *,
     return _as_recommendations(per["customer_id"], per["product_id"], per["share"], "buy_again")
 
 
+#: The methods compared by :func:`evaluation_table`, simplest last.
+METHODS = ("recommender", "buy_again", "popularity")
+_METHOD_NAMES = {"recommender": "the recommender", "buy_again": "buy-again", "popularity": "popularity"}
+_METRIC_NAMES = {"recall": "recall (share of the items bought that were recommended)",
+                 "hit_rate": "hit rate (customers with at least one recommended item bought)"}
+
+
+def _paired_bootstrap(differences: np.ndarray, n_boot: int, level: float, rng: np.random.Generator) -> np.ndarray:
+    """Percentile interval of the mean of each column of ``differences`` (customers x metrics),
+    resampling customers (rows) with replacement; memory bounded by chunks of resamples."""
+    n = len(differences)
+    means = np.empty((n_boot, differences.shape[1]))
+    chunk = max(1, 2_000_000 // max(n, 1))
+    for start in range(0, n_boot, chunk):  # chunks of resamples, each one vectorized draw
+        idx = rng.integers(0, n, size=(min(chunk, n_boot - start), n))
+        means[start:start + len(idx)] = differences[idx].mean(axis=1)
+    return np.quantile(means, [0.5 - level / 2, 0.5 + level / 2], axis=0)
+
+
 def evaluation_table(
     transactions: pd.DataFrame,
     *,
     recommender: Recommender | None = None,
     k: int = 10,
     segments: pd.Series | pd.DataFrame | None = None,
+    metric: str = "recall",
+    n_boot: int = 1000,
+    level: float = 0.95,
+    random_state: int = 0,
 ) -> pd.DataFrame:
-    """Recommender vs the popularity and buy-again baselines on a leave-last-order-out split.
+    """Recommender vs the buy-again and popularity baselines on a leave-last-order-out split,
+    with the winner the run should use.
 
     The models are fitted on :func:`leave_last_order_out`'s ``train`` with ``as_of`` one day
-    after its last line and scored with :func:`evaluate` on the held-out baskets.
+    after its last line and scored with :func:`evaluate` on the held-out baskets. The
+    differences "recommender minus method" in recall@k and hit-rate@k get a paired bootstrap
+    interval over customers (the same resampled customers for both methods).
+
+    Winner rule: the best baseline is the one with the higher ``metric`` (then the other
+    metric; buy-again on a tie). The recommender wins only when the interval of its difference
+    to the best baseline in ``metric`` lies above 0 **and** it is not clearly worse in the
+    other metric (that interval does not lie below 0); otherwise the best baseline wins: it is
+    simpler and not clearly worse.
+
+    Parameters
+    ----------
+    transactions : DataFrame
+        ``customer_id, order_id, order_date, product_id, quantity``.
+    recommender : Recommender, optional
+        Default ``Recommender(n=k)``.
+    k : int
+        Recommendations scored per customer.
+    segments : Series or DataFrame, optional
+        Passed to :meth:`Recommender.fit`.
+    metric : {"recall", "hit_rate"}
+        The metric that decides. Recall (default) counts every item of the next basket that
+        was recommended; hit rate only whether one was, and saturates when most customers
+        re-buy a staple.
+    n_boot : int
+        Bootstrap resamples of the customers.
+    level : float
+        Coverage of the intervals.
+    random_state : int
+        Seeds the bootstrap (same inputs and seed, same table).
 
     Returns
     -------
     DataFrame
         Index ``model`` (``recommender, buy_again, popularity``); columns ``recall@k,
-        precision@k, hit_rate@k, customers``.
+        precision@k, hit_rate@k, customers``; ``recall_difference, recall_difference_low,
+        recall_difference_high, hit_rate_difference, hit_rate_difference_low,
+        hit_rate_difference_high`` (recommender minus this model, as shares; 0 on the
+        recommender's own row); ``winner`` (True on one row). ``attrs``: ``winner``,
+        ``best_baseline``, ``metric``, ``level``, ``n_boot``, ``k`` and ``note`` (plain
+        sentences).
+
+    Notes
+    -----
+    Bootstrap cost O(n_boot x customers), in chunks of at most two million draws.
     """
+    if metric not in _METRIC_NAMES:
+        raise ValueError(f"metric must be one of {list(_METRIC_NAMES)}, got {metric!r}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
     train, holdout = leave_last_order_out(transactions)
     as_of = train["order_date"].max().normalize() + pd.Timedelta(days=1)
     who = holdout["customer_id"].unique()
@@ -698,19 +1087,98 @@ def evaluation_table(
         "buy_again": buy_again_baseline(train, as_of, customers=who, n=k),
         "popularity": popularity_baseline(train, as_of, customers=who, n=k),
     }
-    table = pd.DataFrame({name: evaluate(r, holdout, k=k) for name, r in recs.items()}).T
+    per = {name: _hits(r, holdout, k) for name, r in recs.items()}
+    scores = {"recall": pd.DataFrame({name: h["hits"] / h["held"] for name, h in per.items()}),
+              "hit_rate": pd.DataFrame({name: (h["hits"] > 0).astype(float) for name, h in per.items()})}
+    table = pd.DataFrame({
+        f"recall@{k}": scores["recall"].mean(),
+        f"precision@{k}": pd.Series({name: float((h["hits"] / k).mean()) for name, h in per.items()}),
+        f"hit_rate@{k}": scores["hit_rate"].mean(),
+        "customers": len(scores["recall"]),
+    }).loc[list(METHODS)]
     table.index.name = "model"
-    return table.astype({"customers": int})
+    rng = np.random.default_rng(random_state)
+    for name in METHODS:
+        diffs = np.column_stack([scores[m]["recommender"] - scores[m][name] for m in ("recall", "hit_rate")])
+        lo, hi = _paired_bootstrap(diffs, n_boot, level, rng) if name != "recommender" else (np.zeros(2), np.zeros(2))
+        for j, m in enumerate(("recall", "hit_rate")):
+            table.loc[name, [f"{m}_difference", f"{m}_difference_low", f"{m}_difference_high"]] = diffs[:, j].mean(), lo[j], hi[j]
+    other = "hit_rate" if metric == "recall" else "recall"
+    best = table.loc[["buy_again", "popularity"]].sort_values([f"{metric}@{k}", f"{other}@{k}"], ascending=False,
+                                                             kind="stable").index[0]
+    gap = table.loc[best]
+    ours_wins = bool(gap[f"{metric}_difference_low"] > 0 and gap[f"{other}_difference_high"] >= 0)
+    winner = "recommender" if ours_wins else best
+    table["winner"] = table.index == winner
+
+    def compare(m: str) -> str:
+        return (f"{_METRIC_NAMES[m]} {table.loc['recommender', f'{m}@{k}']:.1%} against {gap[f'{m}@{k}']:.1%} for "
+                f"{_METHOD_NAMES[best]}, a difference of {100 * gap[f'{m}_difference']:+.1f} points ({level:.0%} interval "
+                f"{100 * gap[f'{m}_difference_low']:+.1f} to {100 * gap[f'{m}_difference_high']:+.1f})")
+
+    decision = (f"The recommender is clearly better on {metric.replace('_', ' ')}, so the run uses it." if ours_wins else
+                f"The recommender is not clearly better on {metric.replace('_', ' ')}, so the run uses the simpler "
+                f"{_METHOD_NAMES[best]}.")
+    note = (f"On the last orders of {len(scores['recall']):,} customers (top {k} recommendations): {compare(metric)}; "
+            f"{compare(other)}. {decision}")
+    table = table.astype({"customers": int})
+    table.attrs.update(winner=winner, best_baseline=best, metric=metric, level=level, n_boot=n_boot, k=k, note=note)
+    return table
+
+
+def recommend_with(
+    method: str,
+    transactions: pd.DataFrame,
+    as_of: str | pd.Timestamp,
+    *,
+    customers=None,
+    n: int = 10,
+    recommender: Recommender | None = None,
+    segments: pd.Series | pd.DataFrame | None = None,
+    products: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Recommendations from the method :func:`evaluation_table` chose (``attrs["winner"]``).
+
+    Parameters
+    ----------
+    method : {"recommender", "buy_again", "popularity"}
+    transactions, as_of
+        Lines before ``as_of`` are used.
+    customers : list-like, optional
+        Default: every customer with a line before ``as_of``.
+    n : int
+        Recommendations per customer.
+    recommender : Recommender, optional
+        Used (fitted here) when ``method`` is ``"recommender"``; default ``Recommender(n=n)``.
+    segments, products
+        Passed to :meth:`Recommender.fit`.
+
+    Returns
+    -------
+    DataFrame
+        ``customer_id, rank, product_id, score, reason, source`` (as :meth:`Recommender.recommend`).
+    """
+    if method == "recommender":
+        model = recommender if recommender is not None else Recommender(n=n)
+        return model.fit(transactions, as_of, segments=segments, products=products).recommend(customers, n=n)
+    if method == "buy_again":
+        return buy_again_baseline(transactions, as_of, customers=customers, n=n)
+    if method == "popularity":
+        return popularity_baseline(transactions, as_of, customers=customers, n=n)
+    raise ValueError(f"method must be one of {list(METHODS)} (evaluation_table(...).attrs['winner']), got {method!r}")
 
 
 # --------------------------------------------------------------------------------------------
 # figures
 # --------------------------------------------------------------------------------------------
 def plot_rules(rules: pd.DataFrame, top: int = 15) -> Figure:
-    """Bar chart of the ``top`` rules by lift, labelled ``antecedent -> consequent``, with confidence."""
+    """Bar chart of the ``top`` rules by lift, labelled ``antecedent -> consequent`` (the
+    ``*_name`` columns of :func:`rule_labels` when present), with confidence."""
     shown = rules.head(top).iloc[::-1]
+    if "antecedent_name" not in shown.columns:
+        shown = rule_labels(shown)
     fig, ax = plt.subplots(figsize=(8, 0.35 * len(shown) + 1.2))
-    labels = shown["antecedent"].astype(str) + " \u2192 " + shown["consequent"].astype(str)
+    labels = shown["antecedent_name"].astype(str) + " \u2192 " + shown["consequent_name"].astype(str)
     bars = ax.barh(labels, shown["lift"], color=plt.cm.viridis(shown["confidence"].to_numpy()))
     ax.bar_label(bars, labels=[f"conf {c:.0%}" for c in shown["confidence"]], padding=3, fontsize=8)
     ax.axvline(1.0, color="grey", lw=0.8, ls="--")

@@ -2,17 +2,21 @@
 
 A run
 
-1. reads a YAML config (``parameters``, ``notebooks``, ``output``, ``kernel``, ``timeout``) and
-   command-line overrides, and validates every parameter against the notebooks' ``parameters``
-   cells (papermill itself only *warns* on an unknown name: here it is an error, as is a value
-   whose type does not match the notebook's default);
-2. executes ``notebooks/NN_*.ipynb`` in order into a private staging folder
-   ``<output>/.staging-<run id>/`` (so overlapping runs never write into each other's folders);
-3. renders each executed notebook to HTML with the code hidden (for stakeholders), writes an
+1. reads a YAML config (``parameters``, ``notebooks``, ``output``, ``kernel``, ``timeout``,
+   ``backend``) and command-line overrides into one validated
+   :class:`~segmentation.params.RunParameters` (an unknown name or a wrong type is an error
+   before anything runs);
+2. loads the data once and computes the whole analysis once
+   (:func:`segmentation.analysis.run_analysis`) into ``<staging>/results/`` -- a private staging
+   folder ``<output>/.staging-<run id>/``, so overlapping runs never write into each other's
+   folders;
+3. executes ``notebooks/NN_*.ipynb`` in order; each notebook only renders the saved results
+   (its one parameter is ``results_dir``);
+4. renders each executed notebook to HTML with the code hidden (for stakeholders), writes an
    ``index.html`` and a ``manifest.json`` (parameters, package versions, git commit, input data
    fingerprint, durations, and the SHA-256 of every table the notebooks saved under
    ``tables/`` -- byte-identical for the same inputs and parameters);
-4. on success renames the staging folder to ``<output>/<run id>/`` and atomically repoints the
+5. on success renames the staging folder to ``<output>/<run id>/`` and atomically repoints the
    ``<output>/latest`` symlink; on failure renames it to ``<output>/<run id>.failed/`` (the failed
    notebook keeps its traceback), leaves ``latest`` untouched and raises :class:`RunFailed`.
 
@@ -42,14 +46,17 @@ from typing import Any
 
 import yaml
 
+from segmentation.params import ParameterError, RunParameters, plain_value
+
 __all__ = [
     "RunConfig",
     "RunFailed",
     "ParameterError",
     "load_config",
     "discover_notebooks",
-    "validate_parameters",
     "run_reports",
+    "compute_results",
+    "load_run_store",
     "fingerprint",
 ]
 
@@ -65,19 +72,14 @@ class RunFailed(RuntimeError):
     """A notebook failed; the run folder with the failed notebook is kept for inspection."""
 
 
-class ParameterError(ValueError):
-    """A run parameter is unknown to every notebook or has the wrong type."""
-
-
 @dataclass
 class RunConfig:
     """What a run executes and where it publishes.
 
     Attributes
     ----------
-    parameters : dict
-        Notebook parameters (``source``, ``preset``, ``as_of``, ``seed``, ...). Each notebook gets
-        only the names its ``parameters`` cell declares.
+    parameters : RunParameters
+        The run's parameters (validated), the same for every report.
     notebooks : list of str or None
         Notebook file names (or their ``NN`` prefixes) to run; ``None`` = all, in order.
     output : Path
@@ -93,9 +95,19 @@ class RunConfig:
     backend_options : dict
         Passed to :func:`segmentation.data.connect`, e.g. ``{"memory_limit": "8GB"}`` or
         ``{"master": "spark://host:7077"}``.
+    compute : bool
+        Compute the analysis once before the notebooks (the normal run). False only for
+        notebooks that need no results (tests of the runner itself).
+    internal : bool
+        An internal run: the customer profile shows the customer's name and contact details.
+        It is written under ``<output>/INTERNAL-contains-personal-data/``, never becomes
+        ``latest`` and is never linked from stakeholder pages.
+    registry : Path, optional
+        The run registry every published run is recorded in (erasure searches every
+        registered run); default ``data/privacy/runs.txt`` of the project.
     """
 
-    parameters: dict[str, Any] = field(default_factory=dict)
+    parameters: RunParameters = field(default_factory=RunParameters)
     notebooks: list[str] | None = None
     output: Path = PROJECT_ROOT / "reports"
     notebook_dir: Path = DEFAULT_NOTEBOOK_DIR
@@ -103,18 +115,14 @@ class RunConfig:
     timeout: int = 1800
     backend: str = "duckdb"
     backend_options: dict[str, Any] = field(default_factory=dict)
-
-
-def _plain(value: Any) -> Any:
-    """YAML reads 2026-01-01 as a date; notebooks take dates as ISO strings."""
-    if isinstance(value, (dt.date, dt.datetime)):
-        return value.isoformat()
-    return value
+    compute: bool = True
+    internal: bool = False
+    registry: Path | None = None
 
 
 def _coerce_literal(text: str) -> Any:
     """Parse a ``--set key=value`` value as YAML (so 3 -> int, null -> None, 'a' -> str)."""
-    return _plain(yaml.safe_load(text)) if text != "" else ""
+    return plain_value(yaml.safe_load(text)) if text != "" else ""
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
@@ -132,7 +140,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     Raises
     ------
     ParameterError
-        On an unknown config key or a malformed override.
+        On an unknown config key, a malformed override, or a parameter that
+        :class:`~segmentation.params.RunParameters` refuses (unknown name, wrong type or value).
     """
     raw: dict[str, Any] = {}
     base = PROJECT_ROOT
@@ -148,12 +157,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ParameterError(f"{path}: unknown config keys {unknown}; allowed: {sorted(known)}")
-    params = {k: _plain(v) for k, v in (raw.get("parameters") or {}).items()}
+    params = {k: plain_value(v) for k, v in (raw.get("parameters") or {}).items()}
     for item in overrides or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ParameterError(f"override {item!r} is not of the form key=value")
         params[key.strip()] = _coerce_literal(value)
+    parameters = RunParameters.from_mapping(params)
 
     def _path(value: Any, default: Path) -> Path:
         if value is None:
@@ -167,7 +177,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     elif isinstance(notebooks, (str, int)):
         notebooks = [str(notebooks)]
     return RunConfig(
-        parameters=params,
+        parameters=parameters,
         notebooks=[str(n) for n in notebooks] if notebooks is not None else None,
         output=_path(raw.get("output"), PROJECT_ROOT / "reports"),
         notebook_dir=_path(raw.get("notebook_dir"), DEFAULT_NOTEBOOK_DIR),
@@ -197,74 +207,15 @@ def discover_notebooks(notebook_dir: Path, selection: list[str] | None = None) -
     return sorted(chosen)
 
 
-_ACCEPTED = {int: (int,), float: (int, float), str: (str,), bool: (bool,), list: (list, tuple), dict: (dict,)}
-
-
-def _declared_parameters(notebook: Path) -> dict[str, dict[str, Any]]:
-    """The notebook's parameters with their default literal's Python type (``None``: any type)."""
-    import papermill as pm
-
-    declared = pm.inspect_notebook(str(notebook))
-    for info in declared.values():
-        try:
-            default = ast.literal_eval(info["default"])
-        except (ValueError, SyntaxError):
-            default = None
-        info["type"] = None if default is None else type(default)
-    return declared
-
-
-def validate_parameters(notebooks: list[Path], parameters: dict[str, Any]) -> dict[Path, dict[str, Any]]:
-    """Check every parameter against the notebooks' ``parameters`` cells.
-
-    Returns, per notebook, the subset of ``parameters`` it declares.
-
-    Raises
-    ------
-    ParameterError
-        When a name is declared by no notebook (papermill would only warn and run on with the
-        default), or a value's type differs from the declared default's type (``None`` defaults
-        accept any value; an ``int`` is accepted where a ``float`` is declared; ``bool`` is never
-        taken for ``int``).
-    """
-    declared = {nb: _declared_parameters(nb) for nb in notebooks}
-    all_names = set().union(*(d.keys() for d in declared.values()))
-    unknown = sorted(set(parameters) - all_names)
-    if unknown:
-        raise ParameterError(
-            f"unknown parameter(s) {unknown}: no notebook declares them; "
-            f"known parameters: {sorted(all_names)}"
-        )
-    per_notebook: dict[Path, dict[str, Any]] = {}
-    for nb, decl in declared.items():
-        chosen = {}
-        for name, value in parameters.items():
-            if name not in decl:
-                continue
-            expected = decl[name]["type"]
-            types = _ACCEPTED.get(expected, (expected,)) if expected is not None else None
-            ok = types is None or value is None or (
-                isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
-            )
-            if not ok:
-                raise ParameterError(
-                    f"parameter {name}={value!r} has type {type(value).__name__}, but {nb.name} "
-                    f"declares {name} = {decl[name]['default']} ({expected.__name__})"
-                )
-            chosen[name] = value
-        per_notebook[nb] = chosen
-    return per_notebook
-
-
-def fingerprint(parameters: dict[str, Any]) -> dict[str, Any]:
+def fingerprint(params: RunParameters) -> dict[str, Any]:
     """A fingerprint of the run's input data, for the manifest.
 
     For a file or folder ``source``: the SHA-256 of each file's bytes (sorted by path). For the
     synthetic store: the generator's settings (the data is a pure function of them).
     """
-    source = parameters.get("source", "synthetic")
-    if source == "synthetic" or source is None:
-        return {"source": "synthetic", "seed": parameters.get("seed"), "n_customers": parameters.get("n_customers")}
+    source = params.source
+    if params.is_synthetic:
+        return {"source": "synthetic", "random_state": params.random_state, "n_customers": params.n_customers}
     root = Path(str(source))
     files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
     digests = {}
@@ -322,28 +273,64 @@ def _title(notebook: Path) -> str:
     return notebook.stem
 
 
-def _write_index(run_dir: Path, manifest: dict[str, Any]) -> None:
-    rows = []
-    for item in manifest["notebooks"]:
-        link = f'<a href="{html.escape(item["html"])}">{html.escape(item["title"])}</a>' if item.get("html") else html.escape(item["title"])
-        rows.append(
-            f"<tr><td>{link}</td><td>{html.escape(item['status'])}</td><td>{item['seconds']:.1f} s</td></tr>"
-        )
-    params = "".join(
-        f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>"
-        for k, v in sorted(manifest["parameters"].items())
-    )
+_ROLES = (
+    ("CRM or marketing manager", ("03", "06", "04", "07")),
+    ("Head of analytics", ("01", "02", "05", "07")),
+)
+
+
+def _write_index(run_dir: Path, manifest: dict[str, Any], results: Any = None) -> None:
+    """The run's front page: key findings first (with links to the evidence), a banner for
+    synthetic or limited data, a reading order by role, the reports, then provenance."""
+    from segmentation.findings import REPORTS, data_banner, index_findings
+    from segmentation.params import PARAMETER_DOCS
+
+    esc = html.escape
+    pages = {item["notebook"][:2]: item for item in manifest["notebooks"]}
+
+    def link(rid: str, text: str | None = None) -> str:
+        item = pages.get(rid)
+        title = text or REPORTS.get(rid, (rid, rid))[1]
+        return f'<a href="{esc(item["html"])}">{esc(title)}</a>' if item and item.get("html") else esc(title)
+
+    def bold(text: str) -> str:
+        parts = esc(text).split("**")
+        return "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(parts))
+
+    findings_html, banner_html = "", ""
+    if results is not None:
+        items = index_findings(results)
+        findings_html = "<ol>" + "".join(f"<li>{bold(f.text)} <span class=ev>({link(f.report, 'evidence')})</span></li>"
+                                         for f in items) + "</ol>"
+        banner = data_banner(results)
+        if banner:
+            banner_html = f'<div class="banner">{bold(banner)}</div>'
+    elif manifest["status"] != "ok":
+        findings_html = f"<p>The run did not finish: {esc(str(manifest.get('error') or manifest['notebooks'][-1].get('error', '')))}</p>"
+    roles = "".join(f"<li><b>{esc(role)}</b>: " + " &rarr; ".join(link(r) for r in order if r in pages) + "</li>"
+                    for role, order in _ROLES)
+    rows = "".join(f"<tr><td>{link(rid, item['title'])}</td><td>{esc(item['status'])}</td></tr>"
+                   for rid, item in sorted(pages.items()))
+    shown = {k: v for k, v in manifest["parameters"].items() if k in PARAMETER_DOCS}
+    params = "".join(f"<tr><td>{esc(k.replace('_', ' '))}</td><td>{esc('—' if v is None else str(v))}</td>"
+                     f"<td>{esc(PARAMETER_DOCS[k].replace('`', ''))}</td></tr>" for k, v in shown.items())
+    status = "" if manifest["status"] == "ok" else f"<p class=failed>This run failed; see {esc(run_dir.name)}/error.txt or the failed report.</p>"
     page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Customer reports {html.escape(manifest['run_id'])}</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:900px;margin:2em auto;color:#222}}
-table{{border-collapse:collapse}}td,th{{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:left}}</style></head>
+<html lang="en"><head><meta charset="utf-8"><title>Customer reports, as of {esc(str(manifest['parameters'].get('as_of') or ''))}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;color:#1f2937;line-height:1.5}}
+table{{border-collapse:collapse;font-size:14px}}td,th{{padding:.3em .8em;border-bottom:1px solid #e5e7eb;text-align:left;vertical-align:top}}
+.banner{{background:#fff7ed;border:1px solid #fdba74;padding:.5em 1em;margin:1em 0}}
+.findings{{background:#eef6ff;border-left:4px solid #2563eb;padding:.3em 1.2em}} .ev{{font-size:13px}}
+.failed{{color:#b91c1c}} details{{margin-top:1em}}</style></head>
 <body><h1>Customer reports</h1>
-<p>Run <b>{html.escape(manifest['run_id'])}</b>: status <b>{html.escape(manifest['status'])}</b>,
-as of <b>{html.escape(str(manifest['parameters'].get('as_of', '')))}</b>,
-finished {html.escape(manifest['finished'])} in {manifest['seconds']:.0f} s.</p>
-<h2>Reports</h2><table><tr><th>report</th><th>status</th><th>time</th></tr>{''.join(rows)}</table>
-<h2>Parameters</h2><table>{params}</table>
-<p>Full provenance (package versions, git commit, data fingerprint): <a href="manifest.json">manifest.json</a>.</p>
+<p>Analysis date <b>{esc(str(manifest['parameters'].get('as_of') or ''))}</b> &middot; data: {esc(str(manifest['parameters'].get('source')))}
+&middot; finished {esc(manifest.get('finished', ''))}</p>
+{banner_html}{status}
+<h2>Key findings</h2><div class="findings">{findings_html}</div>
+<h2>Where to start</h2><ul>{roles}</ul>
+<h2>Reports</h2><table><tr><th>report</th><th>status</th></tr>{rows}</table>
+<details><summary>Parameters of this run</summary><table><tr><th>parameter</th><th>value</th><th>meaning</th></tr>{params}</table></details>
+<p>Provenance (package versions, code version, data fingerprint, table checksums, timings): <a href="manifest.json">manifest.json</a>.</p>
 </body></html>
 """
     (run_dir / "index.html").write_text(page, encoding="utf-8")
@@ -366,9 +353,11 @@ def redact(options: dict[str, Any]) -> dict[str, Any]:
             for k, v in options.items()}
 
 
-def _execute(notebooks: list[Path], per_notebook: dict[Path, dict[str, Any]], staging: Path, config: RunConfig,
+def _execute(notebooks: list[Path], parameters: dict[str, Any], staging: Path, config: RunConfig,
              manifest: dict[str, Any], log) -> BaseException | None:
-    """Run the notebooks in order into ``staging``; stop at the first failure and return it."""
+    """Run the notebooks in order into ``staging``; stop at the first failure and return it.
+
+    Each notebook receives the names of ``parameters`` its ``parameters`` cell declares."""
     import papermill as pm
 
     from segmentation.report import TABLES_ENV
@@ -378,12 +367,15 @@ def _execute(notebooks: list[Path], per_notebook: dict[Path, dict[str, Any]], st
         log(f"[{i}/{len(notebooks)}] {nb.stem} ...")
         executed = staging / nb.name
         t0 = time.perf_counter()
-        entry = {"notebook": nb.name, "title": _title(nb), "parameters": per_notebook[nb]}
+        declared = pm.inspect_notebook(str(nb))
+        chosen = {k: v for k, v in parameters.items() if k in declared}
+        entry = {"notebook": nb.name, "title": _title(nb), "parameters": chosen}
         try:
-            with _environment(**{TABLES_ENV: str(staging / "tables" / nb.stem)}):  # where report.save_table saves
+            with _environment(**{TABLES_ENV: str(staging / "tables" / nb.stem)}):  # where report tables are saved
                 pm.execute_notebook(
-                    str(nb), str(executed), parameters=per_notebook[nb], kernel_name=config.kernel,
+                    str(nb), str(executed), parameters=chosen, kernel_name=config.kernel,
                     cwd=str(nb.parent), progress_bar=False, execution_timeout=config.timeout,
+                    extra_arguments=["--IPKernelApp.log_level=ERROR"],  # no transport warnings on the console
                 )
             _render_html(executed, staging / f"{nb.stem}.html")
             entry.update(status="ok", html=f"{nb.stem}.html")
@@ -413,8 +405,62 @@ def _environment(**variables: str):
                 os.environ[k] = v
 
 
+SUPPRESSION_LIST = PROJECT_ROOT / "data" / "privacy" / "suppression.txt"
+RUN_REGISTRY = PROJECT_ROOT / "data" / "privacy" / "runs.txt"
+
+
+def load_run_store(params: RunParameters, *, con: Any = None, suppression_list: Path = SUPPRESSION_LIST):
+    """The store a run analyses: ``params.source`` loaded with the run's parameters, the
+    erasure suppression list applied (used by the runner, by notebooks opened by hand and by
+    the privacy requests, so all three see the same customers)."""
+    from segmentation.data import load_store
+    from segmentation.privacy import SuppressionList
+
+    return load_store(params.source, preset=params.preset, random_state=params.random_state,
+                      n_customers=params.n_customers, as_of=params.as_of, max_age_days=params.max_age_days,
+                      duplicates=params.duplicates, suppress=SuppressionList(suppression_list).ids(), con=con)
+
+
+def _previous_model(output: Path, params: RunParameters) -> Any:
+    """The model of the last good run on the same source (segment identity across runs)."""
+    latest = output / "latest" / "results"
+    try:
+        before = json.loads((latest / "parameters.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    same = all(before.get(k) == getattr(params, k) for k in ("source", "preset", "feature_set", "method"))
+    if not same or not (latest / "segmenter.joblib").is_file():
+        return None
+    from segmentation.segments import Segmenter
+
+    return Segmenter.load(latest / "segmenter.joblib")
+
+
+def compute_results(config: RunConfig, folder: Path, *, log=print) -> tuple[Any, dict[str, float]]:
+    """Load the data once, compute the whole analysis once and save it in ``folder``.
+
+    Returns the :class:`~segmentation.analysis.Results` and the seconds per step (``load`` and
+    one entry per analysis stage)."""
+    from segmentation.analysis import run_analysis
+    from segmentation.data import connect
+
+    t0 = time.perf_counter()
+    con = connect(config.backend, **config.backend_options)
+    store = load_run_store(config.parameters, con=con)
+    timings = {"load": round(time.perf_counter() - t0, 2)}
+    log(f"data loaded: {timings['load']:.1f} s")
+    results = run_analysis(store, config.parameters, previous_model=_previous_model(Path(config.output), config.parameters),
+                           progress=lambda line: log(f"  {line}"))
+    if config.internal and store.pii is not None:
+        who = results["profile"].scalars["customer_id"]
+        results["profile"].tables["identity"] = store.pii[store.pii["customer_id"] == who].reset_index(drop=True)
+    results.save(folder)
+    timings.update(results.timings)
+    return results, timings
+
+
 def run_reports(config: RunConfig, *, run_id: str | None = None, log=print) -> Path:
-    """Execute the report notebooks and publish them; returns the published run folder.
+    """Compute the results once, render every report notebook from them and publish.
 
     Parameters
     ----------
@@ -424,41 +470,54 @@ def run_reports(config: RunConfig, *, run_id: str | None = None, log=print) -> P
         Folder name of the run; default ``<as_of>_<UTC time>_<random>`` (unique, so overlapping
         runs never share a folder).
     log : callable
-        Receives one progress line per notebook.
+        Receives one progress line per step and notebook.
 
     Raises
     ------
     ParameterError
         Before anything runs, on an unknown or mistyped parameter.
     RunFailed
-        When a notebook fails; the failed run is kept as ``<output>/<run id>.failed``.
+        When the analysis or a notebook fails; the failed run is kept as ``<output>/<run id>.failed``.
     """
     notebooks = discover_notebooks(config.notebook_dir, config.notebooks)
-    per_notebook = validate_parameters(notebooks, config.parameters)
+    params = config.parameters
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    as_of = str(config.parameters.get("as_of", "")).replace(":", "") or "run"
+    as_of = str(params.as_of or "").replace(":", "") or "run"
     run_id = run_id or f"{as_of}_{stamp}_{uuid.uuid4().hex[:6]}"
     output = Path(config.output)
+    if config.internal:
+        output = output / INTERNAL_FOLDER
     output.mkdir(parents=True, exist_ok=True)
     staging = output / f".staging-{run_id}"
     staging.mkdir()
     manifest: dict[str, Any] = {
         "run_id": run_id,
         "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "parameters": config.parameters,
+        "parameters": params.to_dict(),
+        "internal": config.internal,
         "notebooks": [],
         "versions": _versions(),
         "git_commit": _git_commit(),
-        "data_fingerprint": fingerprint(config.parameters),
+        "data_fingerprint": fingerprint(params),
         "backend": {"name": config.backend, "options": redact(config.backend_options)},
         "status": "running",
     }
     t_run = time.perf_counter()
-    from segmentation.data import BACKEND_ENV, BACKEND_OPTIONS_ENV
-
-    # read by data.connect_from_environment in the kernels
-    with _environment(**{BACKEND_ENV: config.backend, BACKEND_OPTIONS_ENV: json.dumps(config.backend_options)}):
-        failure = _execute(notebooks, per_notebook, staging, config, manifest, log)
+    failure: BaseException | None = None
+    nb_parameters: dict[str, Any] = {}
+    results = None
+    if config.compute:
+        log("computing the analysis once ...")
+        try:
+            results, manifest["compute_seconds"] = compute_results(config, staging / "results", log=log)
+            nb_parameters["results_dir"] = str(staging / "results")
+        except Exception as exc:
+            failure = exc
+            manifest["error"] = f"{type(exc).__name__}: {exc}"
+            (staging / "error.txt").write_text("".join(__import__("traceback").format_exception(exc)), encoding="utf-8")
+            log(f"analysis failed: {type(exc).__name__}: {exc}")
+    if failure is None:
+        failure = _execute(notebooks, nb_parameters, staging, config, manifest, log)
     manifest["tables"] = {
         str(p.relative_to(staging)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted((staging / "tables").rglob("*.csv"))
@@ -467,20 +526,35 @@ def run_reports(config: RunConfig, *, run_id: str | None = None, log=print) -> P
     manifest["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     manifest["seconds"] = round(time.perf_counter() - t_run, 1)
     (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
-    _write_index(staging, manifest)
+    _write_index(staging, manifest, results)
     if failure is not None:
         failed_dir = output / f"{run_id}.failed"
         os.replace(staging, failed_dir)
+        where = (f"notebook {manifest['notebooks'][-1]['notebook']} failed: {manifest['notebooks'][-1]['error']}"
+                 if manifest["notebooks"] and manifest["notebooks"][-1]["status"] == "failed"
+                 else f"the analysis failed: {manifest.get('error')}")
         raise RunFailed(
-            f"notebook {manifest['notebooks'][-1]['notebook']} failed: {manifest['notebooks'][-1]['error']}\n"
-            f"the executed notebook with its traceback is in {failed_dir}; "
-            f"the last good report (reports/latest) is unchanged"
+            f"{where}\nthe run with its traceback is in {failed_dir}; "
+            f"the last good report (latest) is unchanged"
         ) from failure
+    # results keep the staging path the notebooks read from; the published folder is the run folder
     run_dir = output / run_id
     os.replace(staging, run_dir)
-    _point_latest(output, run_dir)
+    if not config.internal:
+        _point_latest(output, run_dir)
+    _register(config.registry or RUN_REGISTRY, run_dir)
     log(f"published {run_dir} ({manifest['seconds']:.0f} s); open {run_dir / 'index.html'}")
     return run_dir
+
+
+INTERNAL_FOLDER = "INTERNAL-contains-personal-data"
+
+
+def _register(registry_path: Path, run_dir: Path) -> None:
+    """Record the run folder in the run registry (erasure requests search every registered run)."""
+    from segmentation import registry
+
+    registry.record_run(registry_path, run_dir)
 
 
 def clean_stale_staging(output: Path, older_than_hours: float = 24.0) -> list[Path]:
@@ -496,11 +570,16 @@ def clean_stale_staging(output: Path, older_than_hours: float = 24.0) -> list[Pa
 
 def main_run(args: Any) -> int:
     """Entry for ``segmentation run`` (see :mod:`segmentation.cli`)."""
-    config = load_config(args.config, args.set)
+    try:
+        config = load_config(args.config, args.set)
+    except (ParameterError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.output:
         config.output = Path(args.output).resolve()
     if args.notebooks:
         config.notebooks = args.notebooks
+    config.internal = bool(getattr(args, "internal", False))
     clean_stale_staging(config.output)
     try:
         run_reports(config, log=lambda line: print(line, flush=True))

@@ -336,7 +336,8 @@ def reproduction_check(segmenter: Segmenter, sample: pd.DataFrame, source: Any, 
     return out
 
 
-def score_value(source: Any, bgf: BetaGeo, ggf: GammaGamma, *, horizon: int = 52, discount_rate: float = 0.01,
+def score_value(source: Any, bgf: BetaGeo, ggf: GammaGamma, *, horizon_weeks: float | None = None,
+                horizon_months: float | None = None, annual_discount_rate: float = 0.10, time_unit: str = "W",
                 batch_size: int = DEFAULT_BATCH, out: str | os.PathLike | None = None,
                 progress: bool = False) -> pd.DataFrame | Path:
     """Lifetime-value scores (:func:`segmentation.value.customer_value`) for every customer of a
@@ -348,6 +349,9 @@ def score_value(source: Any, bgf: BetaGeo, ggf: GammaGamma, *, horizon: int = 52
         The lifetime summary (``customer_id, frequency, recency, T, monetary_value``), e.g.
         :func:`segmentation.features.lifetime_summary_table` left in the engine.
     bgf, ggf : fitted BetaGeo and GammaGamma (e.g. on a sample, or with ``sample_weight``)
+    horizon_weeks, horizon_months, annual_discount_rate, time_unit
+        As for :func:`~segmentation.value.customer_value`: the horizon in weeks or months (12
+        months by default), the discount rate per year (10% by default), the summary's period.
     batch_size : int
         Customers per batch: memory O(batch_size x horizon).
     out : path, optional
@@ -357,13 +361,15 @@ def score_value(source: Any, bgf: BetaGeo, ggf: GammaGamma, *, horizon: int = 52
     -------
     DataFrame or Path
         Index ``customer_id``; the columns of :func:`~segmentation.value.customer_value`
-        (``churn_band`` as text); or the Parquet path when ``out`` is given.
+        (``churn_band`` as text) and its ``attrs`` (horizon, rates); or the Parquet path when
+        ``out`` is given.
     """
     columns = ["frequency", "recency", "T", "monetary_value"]
 
     def results() -> Iterator[pd.DataFrame]:
         for batch in _progress(iter_batches(source, batch_size, columns), source, batch_size, progress):
-            scores = customer_value(batch, bgf, ggf, horizon=horizon, discount_rate=discount_rate, batch_size=batch_size)
+            scores = customer_value(batch, bgf, ggf, horizon_weeks=horizon_weeks, horizon_months=horizon_months,
+                                    annual_discount_rate=annual_discount_rate, time_unit=time_unit, batch_size=batch_size)
             yield scores.astype({"churn_band": "string"})
 
     return _collect(results(), out)

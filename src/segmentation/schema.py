@@ -45,7 +45,8 @@ class Column:
 
 
 TRANSACTIONS: tuple[Column, ...] = (
-    Column("customer_id", "string", True, "Customer identifier (pseudonymized at load when a key is set); missing IDs are dropped and counted."),
+    Column("customer_id", "string", True, "Customer identifier (stripped, then pseudonymized at load when a key is set); missing IDs "
+                                          "(blank, NaN, None, null, NA, N/A, -) are dropped and counted."),
     Column("order_id", "string", True, "Order / invoice / basket identifier."),
     Column("order_date", "timestamp", True, "When the order was placed."),
     Column("product_id", "string", True, "Product / SKU identifier."),
@@ -65,8 +66,10 @@ CUSTOMERS: tuple[Column, ...] = (
     Column("region", "string", False, "Region or country."),
     Column("household", "string", False, "Household type, e.g. single, couple, family."),
     Column("household_size", "int64", False, "People in the household."),
-    Column("consent_profiling", "boolean", False, "Customer allows analysis/profiling (default True when the column is absent)."),
-    Column("consent_marketing", "boolean", False, "Customer allows marketing contact (default False when the column is absent)."),
+    Column("consent_profiling", "boolean", False, "Customer allows analysis/profiling (yes/no, true/false, y/n, 1/0, t/f, on/off, "
+                                                  "ja/nein, any case; default True when absent or blank, blanks counted)."),
+    Column("consent_marketing", "boolean", False, "Customer allows marketing contact (same spellings; default False when absent "
+                                                  "or blank, blanks counted)."),
     Column("name", "string", False, "PII: split off at load, never used in analysis."),
     Column("email", "string", False, "PII: split off at load, never used in analysis."),
     Column("phone", "string", False, "PII: split off at load, never used in analysis."),
@@ -75,7 +78,7 @@ CUSTOMERS: tuple[Column, ...] = (
 
 PRODUCTS: tuple[Column, ...] = (
     Column("product_id", "string", True, "Product / SKU identifier."),
-    Column("name", "string", False, "Product name."),
+    Column("name", "string", False, "Product name (optional; products without one are shown by id)."),
     Column("category", "string", False, "Category."),
     Column("subcategory", "string", False, "Subcategory, when known."),
 )

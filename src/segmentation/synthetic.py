@@ -212,7 +212,7 @@ def generate_store(
     *,
     start: str = "2024-01-01",
     end: str = "2025-12-31",
-    seed: int = 42,
+    random_state: int = 42,
     messy: bool = False,
 ) -> dict[str, pd.DataFrame]:
     """Generate a synthetic store.
@@ -223,7 +223,7 @@ def generate_store(
         Customers to create (about 150 transaction lines each on average over two years).
     start, end : str
         The trading period (inclusive dates).
-    seed : int
+    random_state : int
         Seed of every random draw: the same arguments give identical tables.
     messy : bool
         Add realistic mess: ~3% lines without customer id, ~1% exact duplicate lines, a few
@@ -239,13 +239,13 @@ def generate_store(
 
     Examples
     --------
-    >>> store = generate_store(200, seed=1)
+    >>> store = generate_store(200, random_state=1)
     >>> sorted(store)
     ['customers', 'events', 'feedback', 'products', 'transactions', 'truth']
     """
     if n_customers < 1:
         raise ValueError(f"n_customers must be at least 1, got {n_customers}")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(random_state)
     t_start, t_end = pd.Timestamp(start), pd.Timestamp(end) + pd.Timedelta(days=1)
     span_days = (t_end - t_start).days
     P = PERSONAS
@@ -519,14 +519,14 @@ def write_transactions_dataset(
     folder: str | Path,
     n_lines: int,
     *,
-    seed: int = 42,
+    random_state: int = 42,
     customers_per_part: int = 20_000,
 ) -> pd.DataFrame:
     """Write about ``n_lines`` synthetic transaction lines as a Parquet data set
     (``folder/part-00000.parquet``, ...), one part at a time.
 
     Each part is an independent :func:`generate_store` of ``customers_per_part`` customers
-    (seed ``seed + part``) whose customer and order ids are prefixed with the part number, so ids
+    (seed ``random_state + part``) whose customer and order ids are prefixed with the part number, so ids
     are unique across parts. Memory is bounded by one part (about 4M lines, ~1.5 GB at the
     default), whatever ``n_lines`` is.
 
@@ -540,7 +540,7 @@ def write_transactions_dataset(
     n_customers = max(1, int(round(n_lines / LINES_PER_CUSTOMER)))
     rows = []
     for part, first in enumerate(range(0, n_customers, customers_per_part)):
-        tx = generate_store(min(customers_per_part, n_customers - first), seed=seed + part)["transactions"]
+        tx = generate_store(min(customers_per_part, n_customers - first), random_state=random_state + part)["transactions"]
         prefix = f"K{part:04d}-"
         tx["customer_id"] = prefix + tx["customer_id"].astype(str)
         tx["order_id"] = prefix + tx["order_id"].astype(str)

@@ -1,0 +1,660 @@
+"""A run computes once: the analysis as a chain of pure stages producing one results set.
+
+:func:`run_analysis` takes a loaded :class:`~segmentation.data.Store` and the run's
+:class:`~segmentation.params.RunParameters` and returns :class:`Results`; the report notebooks
+only render them. Every stage is a pure function (tables in, tables out: no file I/O, no
+environment variables); :meth:`Results.save` / :meth:`Results.load` are the only I/O, called by
+the runner and the notebooks.
+
+Stages, in order (each adds a :class:`Section`; the per-customer table ``customers`` grows as
+they go, so every table grouped by persona is derived from the same rows)::
+
+    data          quality report, notes, currency, period, what each report can show
+    purchases     headline figures, concentration, category mix, baskets, rhythm, seasonality
+    segments      features, RFM, behavioural segments, k selection, stability, explanations
+    value         lifetime-model check on a holdout, verdict, CLV and churn per customer
+    personas      one persona per segment, representative customers
+    offers        co-purchase rules, recommender evaluation, action plan, lists, loyalty tiers
+    journey       funnels, paths, attribution, support, satisfaction, cohorts, migration
+    profile       one customer (``customer_id`` or the representative of the largest persona)
+
+``results/customers.parquet`` has one row per analysed customer (pseudonymous id): features,
+``segment, persona, rfm_segment, status, repeat_buyer, new_customer, p_alive, clv, churn_band``,
+consent flags and the list flags (``offer``, ``win_back``, ``senior_discount``, ``key_date``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from segmentation import definitions, explore
+from segmentation.data import Store, to_pandas
+from segmentation.params import RunParameters
+
+__all__ = ["Section", "Results", "run_analysis", "STAGES", "RESULTS_VERSION"]
+
+RESULTS_VERSION = 1
+
+
+@dataclass
+class Section:
+    """What one stage produced: named tables, JSON-able scalars and plain-language notes."""
+
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    scalars: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def __getitem__(self, name: str) -> Any:
+        if name in self.tables:
+            return self.tables[name]
+        if name in self.scalars:
+            return self.scalars[name]
+        raise KeyError(f"no table or value {name!r} here; tables: {sorted(self.tables)}, values: {sorted(self.scalars)}")
+
+    def get(self, name: str, default: Any = None) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            return default
+
+
+@dataclass
+class Results:
+    """The results of one run (see the module docstring).
+
+    Attributes
+    ----------
+    params : RunParameters
+    customers : DataFrame
+        One row per analysed customer, index ``customer_id``.
+    sections : dict of str to Section
+        ``data, purchases, segments, value, personas, offers, journey, profile``.
+    model : Segmenter or None
+        The fitted segmentation model.
+    timings : dict of str to float
+        Seconds per stage.
+    """
+
+    params: RunParameters
+    customers: pd.DataFrame
+    sections: dict[str, Section] = field(default_factory=dict)
+    model: Any = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def __getitem__(self, section: str) -> Section:
+        return self.sections[section]
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, folder: str | Path) -> Path:
+        """Write ``parameters.json``, ``customers.parquet``, ``segmenter.joblib`` and one folder
+        per section (``<table>.parquet`` + ``scalars.json``) under ``folder``."""
+        folder = Path(folder)
+        if folder.exists() and any(folder.iterdir()):
+            import shutil
+
+            if not (folder / "run.json").is_file():
+                raise FileExistsError(f"{folder} is not empty and holds no results: choose an empty folder")
+            shutil.rmtree(folder)  # results of an earlier save: replaced whole, no stale tables
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "parameters.json").write_text(json.dumps(self.params.to_dict(), indent=2, sort_keys=True), encoding="utf-8")
+        _write_parquet(self.customers, folder / "customers.parquet")
+        for name, section in self.sections.items():
+            sub = folder / name
+            sub.mkdir(exist_ok=True)
+            for tname, table in section.tables.items():
+                _write_parquet(table, sub / f"{tname}.parquet")
+            meta = {"scalars": section.scalars, "notes": section.notes}
+            (sub / "scalars.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=_json_default), encoding="utf-8")
+        (folder / "run.json").write_text(json.dumps({"version": RESULTS_VERSION, "sections": list(self.sections),
+                                                     "timings": self.timings}, indent=2), encoding="utf-8")
+        if self.model is not None:
+            self.model.save(folder / "segmenter.joblib")
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> Results:
+        """Read results written by :meth:`save`."""
+        folder = Path(folder)
+        meta_path = folder / "run.json"
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{folder} holds no results of a run (run.json missing); run `segmentation run` first")
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if meta.get("version") != RESULTS_VERSION:
+            raise ValueError(f"{folder} was written by another version of the results format ({meta.get('version')}); re-run")
+        params = RunParameters.from_mapping(json.loads((folder / "parameters.json").read_text(encoding="utf-8")))
+        sections = {}
+        for name in meta["sections"]:
+            sub = folder / name
+            extra = json.loads((sub / "scalars.json").read_text(encoding="utf-8"))
+            tables = {p.stem: _read_parquet(p) for p in sorted(sub.glob("*.parquet"))}
+            sections[name] = Section(tables=tables, scalars=extra["scalars"], notes=extra["notes"])
+        model = None
+        if (folder / "segmenter.joblib").is_file():
+            from segmentation.segments import Segmenter
+
+            model = Segmenter.load(folder / "segmenter.joblib")
+        return cls(params=params, customers=_read_parquet(folder / "customers.parquet"), sections=sections,
+                   model=model, timings=meta.get("timings", {}))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return None if np.isnan(value) else float(value)
+    if isinstance(value, (pd.Timestamp, np.datetime64)):
+        return str(pd.Timestamp(value).date()) if pd.Timestamp(value) == pd.Timestamp(value).normalize() else str(pd.Timestamp(value))
+    if isinstance(value, (np.bool_,)):
+        return bool(value)
+    if isinstance(value, (set, tuple, np.ndarray)):
+        return list(value)
+    raise TypeError(f"cannot save {type(value).__name__} in scalars.json")
+
+
+def _write_parquet(df: pd.DataFrame, path: Path) -> None:
+    """Parquet with string column names; Period and interval values as text."""
+    out = df.copy()
+    out.columns = [str(c) for c in out.columns]
+    for col in out.columns:
+        if isinstance(out[col].dtype, (pd.PeriodDtype, pd.IntervalDtype)):
+            out[col] = out[col].astype("string")
+        elif out[col].dtype == object and out[col].map(type).nunique() > 1:  # mixed values (e.g. figures) as text
+            out[col] = out[col].map(lambda v: None if v is None or v is pd.NA else str(v)).astype("string")
+    if isinstance(out.index, pd.MultiIndex):
+        out.index = out.index.set_names([str(n) if n is not None else f"level_{i}" for i, n in enumerate(out.index.names)])
+    elif out.index.name is not None:
+        out.index.name = str(out.index.name)
+    out.attrs = {}
+    out.to_parquet(path)
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    return pd.read_parquet(path)
+
+
+# ============================================================================ stages
+def data_stage(store: Store, params: RunParameters) -> Section:
+    """Quality report, notes, the period covered and the currency."""
+    t = store.transactions
+    span = to_pandas(t.aggregate(first=t.order_date.min(), last=t.order_date.max(), lines=t.count())).iloc[0]
+    currency = params.currency or getattr(store, "currency", None) or ("" if store.name == "instacart" else "EUR")
+    scalars = {
+        "source": params.source,
+        "name": store.name,
+        "synthetic": store.truth is not None,
+        "first_purchase": pd.Timestamp(span["first"]),
+        "last_purchase": pd.Timestamp(span["last"]),
+        "lines": int(span["lines"]),
+        "currency": currency,
+        "has_events": store.events is not None,
+        "has_feedback": store.feedback is not None,
+        "has_customers": store.customers is not None,
+        "has_products": store.products is not None,
+    }
+    return Section(tables={"quality": store.quality.reset_index(drop=True)}, scalars=scalars, notes=list(store.notes))
+
+
+def purchases_stage(store: Store, params: RunParameters) -> Section:
+    """What people buy, how much, how often, when (report 01)."""
+    t, as_of, n = store.transactions, params.analysis_date, params.min_group_size
+    curve, concentration = explore.revenue_concentration(t, as_of)
+    mix = explore.category_mix(t, as_of, min_group_size=n)
+    trend = explore.monthly_trend(t, as_of)
+    nvr = explore.new_vs_returning(t, as_of)
+    rhythm = explore.weekly_rhythm(t, as_of)
+    tables = {
+        "overview": explore.overview(t, as_of),
+        "lorenz": curve,
+        "category_mix": mix,
+        "category_pairs": explore.category_pairs(t, as_of, top=10, min_group_size=n),
+        "basket_summary": explore.basket_summary(t, as_of),
+        "basket_histogram": explore.basket_histogram(t, as_of),
+        "weekly_rhythm": rhythm,
+        "monthly_trend": trend,
+        "new_vs_returning": nvr,
+    }
+    returning = nvr["returning_revenue"].sum() / max(nvr["returning_revenue"].sum() + nvr["new_revenue"].sum(), 1e-9)
+    scalars = {
+        **concentration,
+        "pooled_categories": int(mix.attrs.get("pooled_categories", 0)),
+        "busiest_day": str(rhythm.sum(axis=1).idxmax()),
+        "busiest_hour": int(rhythm.sum(axis=0).idxmax()),
+        "peak_months": [m.strftime("%b %Y") for m in trend.index[trend["peak"]]],
+        "returning_revenue_share": float(returning),
+        "months": int(len(trend)),
+    }
+    return Section(tables=tables, scalars=scalars)
+
+
+def segments_stage(store: Store, params: RunParameters, *, previous_model: Any = None) -> tuple[Section, pd.DataFrame, Any]:
+    """Features, RFM and behavioural segments (report 02). Returns the section, the first
+    version of the per-customer table and the fitted model."""
+    from segmentation import pipeline, rfm, segments
+
+    result = pipeline.segment_customers(
+        store, params.analysis_date, random_state=params.random_state, n_clusters=params.n_clusters,
+        method=params.method, k_range=(params.k_min, params.k_max), use=params.feature_set,
+        sample_size=params.sample_size,
+    )
+    table, model = result.table, result.model
+    X = table[result.features]
+    if previous_model is not None and len(X) <= params.sample_size:  # keep segment identity across runs
+        mapping = model.align_to(previous_model, X.reindex(columns=previous_model.feature_names_in_, fill_value=0.0))
+        table = table.assign(segment=model.labels_)
+        result.mapping = mapping
+    fitted_on_all = len(X) <= params.sample_size
+    stab = segments.stability(model, X, n_boot=params.n_boot, random_state=params.random_state) if fitted_on_all else None
+    profile = segments.segment_profile(table, table["segment"])
+    explanation = segments.explain(model, X)
+    rules, fidelity = segments.surrogate_rules(model, X, max_depth=4, random_state=params.random_state)
+    tables = {
+        "rfm_summary": rfm.rfm_summary(table, table["rfm_segment"]),
+        "segment_profile": profile,
+        "explanation": explanation,
+        "features_used": pd.DataFrame({"feature": result.features}),
+    }
+    if model.selection_ is not None:
+        tables["k_selection"] = model.selection_
+    if stab is not None:
+        tables["stability"] = stab
+    if isinstance(rules, pd.DataFrame):
+        tables["rules"] = rules
+    scalars: dict[str, Any] = {
+        "k": int(model.n_clusters_),
+        "method": params.method,
+        "segmented": int(len(table)),
+        "excluded_no_consent": int(result.excluded_no_consent),
+        "rules_fidelity": float(fidelity),
+        "k_reason": (model.selection_.attrs.get("reason") if model.selection_ is not None else f"set to {params.n_clusters}"),
+        "diagnostics": getattr(result, "diagnostics", {}) or {},
+    }
+    if isinstance(rules, str):
+        scalars["rules_text"] = rules
+    if stab is not None:
+        scalars.update(stability_ari_mean=float(stab.attrs["ari_mean"]), stability_ari_ci=list(stab.attrs["ari_ci"]),
+                       unstable_segments=[int(s) for s in stab.index[~stab["stable"]]])
+    if result.sample_check is not None:
+        scalars["sample_check_ari"] = float(result.sample_check.attrs.get("ari", np.nan))
+    if result.mapping is not None:
+        tables["alignment"] = result.mapping
+    tables["segment_map"] = _segment_map(model, X, table["segment"], params.random_state)
+    if store.truth is not None:
+        from sklearn.metrics import adjusted_rand_score
+
+        truth = store.truth.set_index("customer_id")["persona"].reindex(table.index)
+        known = truth.notna()
+        scalars["truth_ari"] = float(adjusted_rand_score(truth[known], table.loc[known, "segment"]))
+        tables["truth_crosstab"] = pd.crosstab(truth[known].rename("planted persona"), table.loc[known, "segment"])
+    customers = table.copy()
+    from segmentation import privacy
+
+    customers["consent_profiling"] = True  # only customers who consented are segmented
+    allowed, _ = privacy.consented(customers.index, store.customers, "marketing")
+    customers["consent_marketing"] = customers.index.isin(allowed)
+    customers["status"] = definitions.customer_status(customers, lapsing_after=params.lapsing_after, lapsed_after=params.lapsed_after)
+    customers["repeat_buyer"] = definitions.is_repeat_buyer(customers)
+    customers["new_customer"] = definitions.is_new_customer(customers, new_customer_days=params.new_customer_days)
+    scalars["repeat_share"] = float(customers["repeat_buyer"].mean()) if len(customers) else 0.0
+    scalars["status_counts"] = customers["status"].value_counts().reindex(list(definitions.STATUSES), fill_value=0).astype(int).to_dict()
+    return Section(tables=tables, scalars=scalars), customers, model
+
+
+def _segment_map(model: Any, X: pd.DataFrame, segment: pd.Series, random_state: int, n: int = 4000) -> pd.DataFrame:
+    """Two principal components of the model space for a reproducible sample of customers."""
+    from sklearn.decomposition import PCA
+
+    sample = X.sample(n=min(n, len(X)), random_state=random_state) if len(X) > n else X
+    Z = model.transform(sample).to_numpy()
+    coords = PCA(n_components=2, random_state=random_state).fit_transform(Z) if Z.shape[1] >= 2 else np.c_[Z, np.zeros(len(Z))]
+    return pd.DataFrame({"x": coords[:, 0], "y": coords[:, 1], "segment": segment.reindex(sample.index).to_numpy()},
+                        index=sample.index)
+
+
+# ---------------------------------------------------------------------------- value
+def holdout_split(first: pd.Timestamp, as_of: pd.Timestamp, holdout_weeks: int | None) -> pd.Timestamp | None:
+    """End of the calibration period: ``holdout_weeks`` before ``as_of`` (default a third of the
+    history, at most 26 weeks); None when less than 8 weeks of calibration would remain."""
+    span_weeks = (as_of - first).days / 7
+    weeks = holdout_weeks if holdout_weeks is not None else int(min(26, span_weeks // 3))
+    end = as_of - pd.Timedelta(weeks=weeks)
+    if weeks < 1 or (end - first).days < 8 * 7:
+        return None
+    return end
+
+
+def value_stage(store: Store, params: RunParameters, customers: pd.DataFrame) -> tuple[Section, pd.DataFrame]:
+    """BG/NBD + Gamma-Gamma: checked on a holdout, judged, then CLV and churn per customer
+    (report 05). With an unusable model the section says why and no CLV is added."""
+    from segmentation import value
+    from segmentation.features import lifetime_summary
+
+    as_of = params.analysis_date
+    tables: dict[str, pd.DataFrame] = {}
+    notes: list[str] = []
+    scalars: dict[str, Any] = {"horizon_months": params.horizon_months, "annual_discount_rate": params.annual_discount_rate}
+    repeat_share = float(customers["repeat_buyer"].mean()) if len(customers) else 0.0
+    first = pd.Timestamp(customers["first_purchase"].min()) if len(customers) else as_of
+    cal_end = holdout_split(first, as_of, params.holdout_weeks)
+    summary = lifetime_summary(store.transactions, as_of, time_unit="W")
+    summary = summary.loc[summary.index.intersection(customers.index)]
+    holdout = None
+    if cal_end is not None and repeat_share > 0:
+        ch = value.calibration_holdout(store.transactions, cal_end, as_of, time_unit="W")
+        try:
+            bg_cal = value.BetaGeo().fit(ch)
+            holdout = value.holdout_errors(ch, bg_cal)
+            tables["holdout"] = holdout
+            tables["conditional_expectations"] = _conditional_expectations(ch, bg_cal)
+            scalars["calibration_end"] = cal_end
+        except Exception as exc:  # a fit that cannot converge is a verdict, not a crash
+            notes.append(f"The model could not be checked on a holdout ({type(exc).__name__}).")
+    verdict, reasons = _value_verdict(repeat_share, holdout)
+    scalars.update(verdict=verdict, verdict_reasons=reasons, repeat_share=repeat_share)
+    if verdict == "do not use":
+        notes.append("No lifetime values are shown: " + " ".join(reasons))
+        return Section(tables=tables, scalars=scalars, notes=notes), customers
+    bg = value.BetaGeo().fit(summary)
+    gg = value.GammaGamma().fit(summary)
+    values = value.customer_value(summary, bg, gg, horizon_months=params.horizon_months,
+                                  annual_discount_rate=params.annual_discount_rate)
+    tables["parameters"] = pd.DataFrame({"value": {**bg.params_, **gg.params_}}).rename_axis("parameter")
+    scalars.update(independence_corr=float(value.GammaGamma.independence_check(summary)),
+                   gg_customers=int(gg.n_customers_), gg_excluded=int(gg.n_excluded_),
+                   bg_log_likelihood=float(bg.log_likelihood_))
+    window = value.next_purchase_window(summary, bg)
+    customers = customers.join(values[["expected_purchases", "p_alive", "expected_spend", "clv", "churn_risk", "churn_band"]])
+    customers["next_purchase_weeks"] = window["window_median"].where(customers["repeat_buyer"])
+    tables["expected_orders"] = value.expected_orders_by_group(summary, bg, gg, customers["segment"].reindex(summary.index), weeks=12)
+    if store.truth is not None:
+        truth = store.truth.set_index("customer_id").reindex(values.index)
+        scalars["truth_p_alive_corr"] = float(values["p_alive"].corr((~truth["churned"].astype(bool)).astype(float)))
+    return Section(tables=tables, scalars=scalars, notes=notes), customers
+
+
+def _conditional_expectations(ch: pd.DataFrame, bgf: Any, max_frequency: int = 7) -> pd.DataFrame:
+    pred = bgf.expected_purchases(float(ch["duration_holdout"].iloc[0]), ch)
+    group = ch["frequency"].clip(upper=max_frequency).astype(int).rename("repeat_purchases")
+    return pd.DataFrame({"actual": ch["frequency_holdout"], "predicted": pred, "customers": 1}).groupby(group).agg(
+        actual=("actual", "mean"), predicted=("predicted", "mean"), customers=("customers", "sum"))
+
+
+def _value_verdict(repeat_share: float, holdout: pd.DataFrame | None) -> tuple[str, list[str]]:
+    if repeat_share < 0.02:
+        return "do not use", [f"only {repeat_share:.1%} of customers bought more than once; a lifetime model needs repeat buyers."]
+    if holdout is None:
+        return "rough", ["the history is too short to check the model on a period it has not seen."]
+    err = float(holdout.loc["total error (relative)", "value"])
+    corr = float(holdout.loc["correlation actual vs predicted", "value"])
+    if not np.isfinite(corr) or corr < 0.3 or abs(err) > 0.5:
+        return "do not use", [f"on the holdout the model missed total repeat purchases by {err:+.0%} and its per-customer "
+                              f"predictions correlate {corr:.2f} with what happened."]
+    if corr < 0.5 or abs(err) > 0.2:
+        return "rough", [f"on the holdout the model missed total repeat purchases by {err:+.0%} (correlation {corr:.2f}): "
+                         "read values as rough orders of magnitude."]
+    return "usable", [f"on the holdout the model predicted total repeat purchases within {abs(err):.0%} "
+                      f"(correlation {corr:.2f} per customer)."]
+
+
+# ---------------------------------------------------------------------------- personas
+def personas_stage(store: Store, params: RunParameters, customers: pd.DataFrame, segments: Section) -> tuple[Section, pd.DataFrame, Any]:
+    """One persona per segment (report 03); adds ``persona`` to the per-customer table. Returns
+    the section, the table and the :class:`~segmentation.personas.Personas`."""
+    from segmentation import personas as ps
+
+    values = customers[["p_alive", "clv"]] if "clv" in customers else None
+    built = ps.build_personas(customers, store.transactions, products=store.products, feedback=store.feedback,
+                              events=store.events, values=values, status=customers["status"],
+                              stability=segments.tables.get("stability"), min_group_size=params.min_group_size)
+    summary = built.summary.copy()
+    customers = customers.copy()
+    customers["persona"] = customers["segment"].map(summary["name"]).astype("string")
+    tables = built.tables()
+    return Section(tables=tables, scalars={"visible": [int(s) for s in built.visible()]}, notes=list(built.notes)), customers, built
+
+
+# ---------------------------------------------------------------------------- offers
+def offers_stage(store: Store, params: RunParameters, customers: pd.DataFrame,
+                 personas_summary: pd.DataFrame) -> tuple[Section, pd.DataFrame]:
+    """Co-purchase rules, recommender evaluation and recommendations, promotions, lists, loyalty
+    tiers and key dates (report 06)."""
+    from segmentation import offers, recommend
+
+    as_of, n = params.analysis_date, params.min_group_size
+    tables: dict[str, pd.DataFrame] = {}
+    scalars: dict[str, Any] = {}
+    notes: list[str] = []
+    lines = store.transactions
+    lines = lines.filter(lines.order_date < as_of.to_pydatetime())
+    tx = to_pandas(lines.select("customer_id", "order_id", "order_date", "product_id", "quantity", "unit_price", "is_return"))
+    buys = tx[~tx["is_return"]]
+    rules = recommend.association_rules(buys, basket="order_id", item="product_id", min_support=params.min_support,
+                                        min_confidence=params.min_confidence, min_lift=1.0)
+    rules = rules[rules["count"] >= n]
+    scalars["rule_baskets"] = int(rules.attrs.get("n_baskets", buys["order_id"].nunique()))
+    names = (store.products.dropna(subset=["name"]).set_index("product_id")["name"]
+             if store.products is not None and "name" in store.products.columns else None)
+    shown = recommend.rule_labels(rules.sort_values(["lift", "support"], ascending=False).head(50), names)
+    tables["rules"] = shown.assign(antecedent=shown["antecedent"].map(" + ".join), consequent=shown["consequent"].map(" + ".join))
+    segmented = tx[tx["customer_id"].isin(customers.index)]
+    model = recommend.Recommender(n=params.n_recommendations, random_state=params.random_state)
+    evaluation = recommend.evaluation_table(segmented, recommender=model, k=params.n_recommendations, segments=customers["segment"])
+    tables["recommender_evaluation"] = evaluation
+    recs = model.fit(segmented, as_of, segments=customers["segment"], products=store.products).recommend(customers.index)
+    tables["recommendations"] = recs.reset_index(drop=True)
+    scalars["exclusions"] = {k: int(v) for k, v in model.exclusions_.items()}
+    persona = customers["persona"]
+    promotions = offers.promotion_plan(customers, persona, min_group_size=n)
+    tables["promotion_plan"] = promotions
+    values = customers[["clv"]] if "clv" in customers.columns else None
+    plan = offers.action_plan(customers, personas_summary, values=values, consents=store.customers, promotions=promotions,
+                              min_group_size=n, horizon_months=params.horizon_months)
+    tables["action_plan"] = plan
+    notes.extend(plan.attrs.get("notes", []))
+    offer_customers, offer_left_out = offers.offer_list(customers, plan, consents=store.customers,
+                                                        random_state=params.random_state)
+    tables["offer_counts"] = offers.offer_counts(offer_customers)
+    customers = customers.copy()
+    assigned = offer_customers.set_index("customer_id")
+    customers["offer"] = assigned["offer"].where(assigned["arm"] == "offer").reindex(customers.index).astype("string")
+    customers["offer_arm"] = assigned["arm"].reindex(customers.index).astype("string")
+    customers["loyalty_tier"] = offers.loyalty_tiers(customers)["tier"].astype("string")
+    tables["loyalty_tiers"] = offers.loyalty_tier_table(customers, min_group_size=n)
+    lists = {"offer": (offer_customers, offer_left_out)}
+    lists["win-back"] = offers.win_back_list(customers, consents=store.customers)
+    customers["win_back"] = customers.index.isin(lists["win-back"][0]["customer_id"])
+    if store.customers is not None and {"age_band", "birth_date"} & set(store.customers.columns):
+        lists["senior discount"] = offers.senior_discount_list(store.customers, as_of)
+        customers["senior_discount"] = customers.index.isin(lists["senior discount"][0]["customer_id"])
+    if store.customers is not None and {"birth_date", "signup_date"} & set(store.customers.columns):
+        lists["key dates"] = offers.upcoming_key_dates(store.customers, as_of, days=params.key_date_days)
+        key_dates = lists["key dates"][0]
+        key_dates = key_dates[key_dates["customer_id"].isin(customers.index)]
+        customers["key_date"] = customers.index.isin(key_dates["customer_id"])
+        week = key_dates["date"].dt.to_period("W").dt.start_time.rename("week")
+        tables["key_dates"] = pd.crosstab(week, key_dates["event"])
+    else:
+        notes.append("No birth or signup dates in this data: key dates cannot be listed.")
+    tables["eligibility"] = offers.list_summary(lists)
+    return Section(tables=tables, scalars=scalars, notes=notes), customers
+
+
+# ---------------------------------------------------------------------------- journey
+def journey_stage(store: Store, params: RunParameters, customers: pd.DataFrame, model: Any) -> Section:
+    """Funnels, paths, attribution, support, satisfaction, themes, cohorts, migration and
+    category trends (report 07)."""
+    from segmentation import journey, satisfaction
+
+    tables: dict[str, pd.DataFrame] = {}
+    scalars: dict[str, Any] = {}
+    notes: list[str] = []
+    persona = customers["persona"]
+    n = params.min_group_size
+    if store.events is not None:
+        ev = journey.code_events(store.events)  # coded once for every call below
+        overall = journey.funnel(ev, min_group_size=n)
+        scalars["duplicate_events"] = int(overall.attrs.get("duplicates", 0))
+        tables["funnel"] = overall
+        tables["funnel_by_channel"] = journey.funnel(ev, by="channel", min_group_size=n)
+        tables["funnel_by_persona"] = journey.funnel(ev, by=persona, min_group_size=n)
+        tables["paths"] = journey.common_paths(ev, top=5)
+        tables["converting_vs_not"] = journey.converting_vs_not(ev)
+        tables["attribution"] = journey.attribution(ev)
+        tables["support_by_persona"] = journey.post_purchase(ev, customers["frequency"], persona, min_group_size=n)
+    else:
+        notes.append("This data set has no journey events: funnels, paths, attribution and support contacts cannot be shown.")
+    if store.feedback is not None:
+        fb = store.feedback
+        tables["satisfaction_by_persona"] = satisfaction.satisfaction_by_group(fb, persona, min_group_size=n)
+        scalars["response_bias"] = satisfaction.response_bias(fb, persona)
+        lapse = dict(lapsing_after=params.lapsing_after, lapsed_after=params.lapsed_after, min_group_size=n)
+        tables["satisfaction_and_behaviour"] = satisfaction.satisfaction_and_behaviour(fb, customers, **lapse)
+        tables["satisfaction_before_lapse"] = satisfaction.satisfaction_before_lapse(fb, customers, **lapse)
+        comments = fb["comment"] if "comment" in fb.columns else pd.Series(dtype="string")
+        if comments.notna().sum() >= 3 * params.n_themes:
+            themes, assignment = satisfaction.feedback_themes(comments, n_themes=params.n_themes, random_state=params.random_state)
+            tables["themes"] = themes
+            tables["themes_by_persona"] = satisfaction.themes_by_group(fb, assignment, persona, min_group_size=n)
+        else:
+            notes.append("Too few comments to find themes.")
+    else:
+        notes.append("This data set has no survey feedback: satisfaction cannot be shown.")
+    retention, revenue = journey.cohort_retention(store.transactions, params.analysis_date, min_group_size=n)
+    tables["cohort_retention"] = retention
+    tables["cohort_revenue"] = revenue
+    tables["category_trends"] = journey.category_trends(store.transactions, params.analysis_date, persona, min_group_size=n)
+    migration, why = _migration(store, params, customers, model)
+    if migration is None:
+        notes.append(why)
+    else:
+        tables.update(migration_counts=migration.counts, migration_summary=migration.summary,
+                      migration_flows=migration.flows, migration_new_segments=migration.new_segments)
+        scalars["migration"] = {**migration.scalars(), "compare_as_of": params.comparison_date}
+        notes.extend(migration.notes)
+    for table in tables.values():  # what each table could not show, in plain words
+        notes.extend(n for n in table.attrs.get("notes", []) if n not in notes)
+    return Section(tables=tables, scalars=scalars, notes=notes)
+
+
+def _migration(store: Store, params: RunParameters, customers: pd.DataFrame, model: Any) -> tuple[Any, str]:
+    """Segments at the comparison date, aligned to this run's model, against today's: who
+    stayed, moved, joined a new segment. Returns ``(Migration, "")`` or ``(None, reason)``."""
+    from segmentation import journey, pipeline
+
+    when = params.comparison_date
+    first = pd.Timestamp(customers["first_purchase"].min()) if len(customers) else params.analysis_date
+    if when <= first + pd.Timedelta(days=90):
+        return None, (f"How customers moved between segments is not shown: the data start on {first:%d %b %Y}, too close to "
+                      f"the comparison date {when:%d %b %Y} (set compare_as_of to a later date).")
+    if not hasattr(model, "align_to"):
+        return None, "How customers moved between segments is not shown: the simple segmentation used here has no centres to match."
+    earlier = pipeline.segment_customers(store, when, random_state=params.random_state, n_clusters=int(model.n_clusters_),
+                                         method=params.method, use=params.feature_set, sample_size=params.sample_size)
+    if not hasattr(earlier.model, "align_to") or len(earlier.table) > params.sample_size:
+        return None, "How customers moved between segments is not shown: the earlier segmentation cannot be matched to today's."
+    features = list(model.feature_names_in_)
+    X = earlier.table.reindex(columns=features, fill_value=0.0)
+    mapping = earlier.model.align_to(model, X)  # earlier segments take today's ids; unmatched ones get new ids
+    before = pd.Series(earlier.model.labels_, index=earlier.table.index)
+    matched = set(mapping.loc[mapping["matched"], "new_id"].astype(int))
+    current = set(customers["segment"].astype(int))
+    names = customers.groupby("segment")["persona"].first()
+    migration = journey.migration_matrix(
+        before, customers["segment"], names=names, new_segments=sorted(current - matched),
+        gone_segments=sorted(set(mapping.loc[~mapping["matched"], "new_id"].astype(int))),
+        revenue=customers["monetary"], min_group_size=params.min_group_size)
+    return migration, ""
+
+
+# ---------------------------------------------------------------------------- profile
+def profile_stage(store: Store, params: RunParameters, customers: pd.DataFrame, model: Any, built: Any,
+                  features: list[str], recommendations: pd.DataFrame | None) -> Section:
+    """One customer: ``customer_id`` or the representative of the largest persona (report 04),
+    and one representative customer with their story per persona (for the persona cards)."""
+    from segmentation import profile as pr
+
+    values = customers[["p_alive", "clv"]] if "clv" in customers else None
+    currency = params.currency or getattr(store, "currency", None)
+    cards = pr.representative_stories(customers, store.transactions, model, features, built, as_of=params.analysis_date,
+                                      customers=store.customers, values=values, recommendations=recommendations,
+                                      products=store.products, feedback=store.feedback, currency=currency)
+    who = params.customer_id or pr.example_customer(customers, model, features, customers=store.customers)
+    if who not in customers.index:
+        raise KeyError(f"customer {who!r} is not among the analysed customers (unknown id, no purchase before "
+                       f"{params.as_of}, or no profiling consent)")
+    prof = pr.customer_profile(who, customers, store.transactions, built, model, features, as_of=params.analysis_date,
+                               customers=store.customers, feedback=store.feedback, events=store.events,
+                               products=store.products, key_date_days=params.key_date_days,
+                               values=values, recommendations=recommendations, status=customers["status"],
+                               labels=definitions.COLUMN_LABELS, currency=currency)
+    tables = {"facts": prof.facts, "differences": prof.differences, "products": prof.products,
+              "timeline": prof.timeline, "categories": prof.categories, "representatives": cards}
+    if prof.feedback is not None:
+        from segmentation.privacy import scrub_pii
+
+        fb = prof.feedback.copy()
+        if "comment" in fb.columns:  # a customer's own words may hold contact details
+            fb["comment"] = scrub_pii(fb["comment"].astype("string"))
+        tables["feedback"] = fb
+    if len(prof.key_dates):
+        tables["key_dates"] = prof.key_dates
+    scalars = {"customer_id": prof.customer_id, "persona": prof.persona, "segment": int(prof.segment),
+               "strength": float(prof.strength), "membership": prof.membership, "story": list(prof.story.sentences),
+               "story_numbers": prof.story.numbers, "chosen": "given" if params.customer_id else "representative"}
+    return Section(tables=tables, scalars=scalars, notes=list(prof.notes))
+
+
+# ============================================================================ the chain
+STAGES = ("data", "purchases", "segments", "value", "personas", "offers", "journey", "profile")
+
+
+def run_analysis(store: Store, params: RunParameters, *, previous_model: Any = None,
+                 progress: Callable[[str], None] | None = None) -> Results:
+    """Run every stage once and return the results of the run.
+
+    Parameters
+    ----------
+    store : Store
+        From :func:`segmentation.data.load_store` (loaded with the same ``params``).
+    params : RunParameters
+        The run's parameters.
+    previous_model : Segmenter, optional
+        The previous run's model: this run's segment ids are aligned to it (stable identity
+        across scheduled runs).
+    progress : callable, optional
+        Receives one line per finished stage (name and seconds).
+
+    Returns
+    -------
+    Results
+        Deterministic for the same store and parameters.
+    """
+    say = progress or (lambda _: None)
+    timings: dict[str, float] = {}
+    sections: dict[str, Section] = {}
+
+    def timed(name: str, fn: Callable[[], Any]) -> Any:
+        t0 = time.perf_counter()
+        out = fn()
+        timings[name] = round(time.perf_counter() - t0, 2)
+        say(f"{name}: {timings[name]:.1f} s")
+        return out
+
+    sections["data"] = timed("data", lambda: data_stage(store, params))
+    sections["purchases"] = timed("purchases", lambda: purchases_stage(store, params))
+    sections["segments"], customers, model = timed("segments", lambda: segments_stage(store, params, previous_model=previous_model))
+    sections["value"], customers = timed("value", lambda: value_stage(store, params, customers))
+    sections["personas"], customers, built = timed("personas", lambda: personas_stage(store, params, customers, sections["segments"]))
+    sections["offers"], customers = timed("offers", lambda: offers_stage(store, params, customers, sections["personas"]["summary"]))
+    sections["journey"] = timed("journey", lambda: journey_stage(store, params, customers, model))
+    features = sections["segments"]["features_used"]["feature"].tolist()
+    sections["profile"] = timed("profile", lambda: profile_stage(store, params, customers, model, built, features,
+                                                                 sections["offers"].tables.get("recommendations")))
+    return Results(params=params, customers=customers, sections=sections, model=model, timings=timings)

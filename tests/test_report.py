@@ -1,0 +1,78 @@
+"""The presentation layer: every number formatted for a stakeholder."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from segmentation import report
+
+
+@pytest.mark.parametrize("value, kind, text", [
+    (2943210.4, "money", "€2,943,210"),
+    (68.655, "money", "€68.66"),
+    (-1234.0, "money", "-€1,234"),
+    (0.005, "share", "0.5%"),
+    (0.4567, "share", "46%"),
+    (0.0004, "share", "<0.1%"),
+    (6939.0, "auto", "6,939"),
+    (15234.56, "auto", "15,235"),
+    (0.000012, "auto", "0.000012"),
+    (1.2345, "lift", "1.2×"),
+    (np.nan, "money", "—"),
+    (None, "text", "—"),
+    (pd.NA, "auto", "—"),
+    (True, "auto", "yes"),
+    (pd.Timestamp("2026-01-05"), "auto", "05 Jan 2026"),
+    ("premium_deli", "label", "premium deli"),
+    ("12.5", "money", "€12.50"),
+])
+def test_format_value(value, kind, text):
+    assert report.format_value(value, kind) == text
+
+
+def test_no_scientific_notation_anywhere():
+    for x in [1e-9, 3.3e-7, 2.94e6, 1.52e4, 5.00e-3, 123456789.0]:
+        for kind in ("auto", "number", "money", "share", "count"):
+            assert "e+" not in report.format_value(x, kind) and "e-" not in report.format_value(x, kind)
+
+
+def test_currency_codes():
+    assert report.money(10, "GBP") == "£10.00" and report.money(1500, "CHF") == "CHF 1,500"
+    assert report.money(1500, "") == "1,500"  # data without prices: items
+
+
+def test_labels():
+    assert report.label("cat_health_beauty") == "share of spend on health beauty"
+    assert report.label("recency_days") == "days since last order"
+    assert report.label("channel_app") == "share of orders via app"
+
+
+def test_table_hides_small_groups_and_the_index_and_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv(report.TABLES_ENV, str(tmp_path))
+    df = pd.DataFrame({"customers": [120, 4], "revenue": [1e4, 50.0], "customer_share": [0.968, 0.032]},
+                      index=pd.Index(["A", "B"], name="persona"))
+    html = report.table(df, index=True, count="customers", min_group_size=10, name="t", total_shown=False).data
+    assert "€10,000" in html and "97%" in html and "<th>persona</th>" in html and "<td>B</td>" in html
+    assert "€50" not in html and "fewer than 10 customers" in html
+    saved = pd.read_csv(tmp_path / "t.csv")
+    assert saved["revenue"].isna().tolist() == [False, True]  # the CSV hides the small group too
+    three = pd.concat([df, pd.DataFrame({"customers": [40], "revenue": [900.0], "customer_share": [0.1]}, index=pd.Index(["C"], name="persona"))])
+    html = report.table(three, index=True, count="customers", min_group_size=10).data  # total implied: hide C too
+    assert "€900" not in html and "€10,000" in html and "worked out from the total" in html
+
+
+def test_long_tables_show_top_rows_and_where_the_rest_is():
+    df = pd.DataFrame({"customers": range(100)})
+    html = report.table(df, max_rows=10, name="big").data
+    assert html.count("<tr>") == 11 and "first 10 of 100 rows" in html and "big.csv" in html
+
+
+def test_saved_tables_are_byte_identical_despite_float_noise(tmp_path, monkeypatch):
+    monkeypatch.setenv(report.TABLES_ENV, str(tmp_path))
+    a = pd.DataFrame({"revenue": [183208.5 + 1e-10]})
+    b = pd.DataFrame({"revenue": [183208.5 - 1e-10]})
+    report.save_table(a, "a")
+    report.save_table(b, "b")
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
