@@ -71,17 +71,18 @@ def test_scale_steps_on_spark(spark_con, tmp_path):
 
 
 def test_report_run_on_spark_gives_the_duckdb_tables(tmp_path):
-    """The unchanged notebooks, run by the report runner with ``backend: pyspark``, publish the
-    same tables as with DuckDB."""
+    """The same analysis computed by the report runner with ``backend: pyspark`` publishes the same
+    tables as with DuckDB (notebooks unchanged)."""
     from conftest import ROOT
+    from segmentation.params import RunParameters
     from segmentation.runner import RunConfig, run_reports
 
-    params = {"source": "synthetic", "as_of": "2026-01-01", "seed": 5, "n_customers": 300, "n_boot": 3}
+    params = RunParameters(random_state=5, n_customers=300, n_boot=3)
     runs = {}
     for backend, options in (("duckdb", {}), ("pyspark", {"master": "local[2]"})):
         config = RunConfig(parameters=params, output=tmp_path / backend, notebook_dir=ROOT / "notebooks",
                            notebooks=["01", "02"], kernel="segmentation", timeout=900, backend=backend,
-                           backend_options=options)
+                           backend_options=options, registry=tmp_path / "runs.txt")
         runs[backend] = run_reports(config, run_id="r", log=lambda _: None)
     manifest = json.loads((runs["pyspark"] / "manifest.json").read_text())
     assert manifest["backend"] == {"name": "pyspark", "options": {"master": "local[2]"}}

@@ -22,6 +22,7 @@ from segmentation.value import (
     holdout_errors,
     next_purchase_window,
     period_discount_rate,
+    conditional_expectations,
     plot_conditional_expectations,
     plot_cumulative_repeat,
     repeat_tracking,
@@ -119,8 +120,12 @@ def test_holdout_on_cdnow(cdnow):
     assert err["actual holdout purchases"] > 1500
     assert abs(err["total error (relative)"]) < 0.2
     assert err["correlation actual vs predicted"] > 0.5
-    assert plot_conditional_expectations(ch, bg).axes
-    assert plot_cumulative_repeat(store.transactions, bg, "1997-10-01", "1998-07-01").axes
+    cond = conditional_expectations(ch, bg)
+    assert cond["customers"].sum() == len(ch) and cond.index.max() == 7
+    assert cond.loc[0, "actual"] == pytest.approx(ch.loc[ch["frequency"] == 0, "frequency_holdout"].mean())
+    assert plot_conditional_expectations(cond).axes
+    tracking = repeat_tracking(store.transactions, bg, "1997-10-01", "1998-07-01")
+    assert plot_cumulative_repeat(tracking).axes
 
 
 def test_gamma_gamma_needs_repeat_buyers():

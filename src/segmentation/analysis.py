@@ -167,13 +167,25 @@ def _write_parquet(df: pd.DataFrame, path: Path) -> None:
         if isinstance(out[col].dtype, (pd.PeriodDtype, pd.IntervalDtype)):
             out[col] = out[col].astype("string")
         elif out[col].dtype == object and out[col].map(type).nunique() > 1:  # mixed values (e.g. figures) as text
-            out[col] = out[col].map(lambda v: None if v is None or v is pd.NA else str(v)).astype("string")
+            out[col] = out[col].map(_as_text).astype("string")
+    if not isinstance(out.index, pd.MultiIndex) and out.index.dtype == object and out.index.map(type).nunique() > 1:
+        out.index = out.index.map(str)  # e.g. segment ids and a "total" row
     if isinstance(out.index, pd.MultiIndex):
         out.index = out.index.set_names([str(n) if n is not None else f"level_{i}" for i, n in enumerate(out.index.names)])
     elif out.index.name is not None:
         out.index.name = str(out.index.name)
     out.attrs = {}
     out.to_parquet(path)
+
+
+def _as_text(value: Any) -> str | None:
+    """A value of a mixed column as text; floats rounded to 6 decimals first, so sums added in
+    another order by a parallel engine give the same text."""
+    if value is None or value is pd.NA:
+        return None
+    if isinstance(value, (float, np.floating)):
+        return f"{round(float(value), 6):.10g}"
+    return str(value)
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
@@ -235,57 +247,52 @@ def purchases_stage(store: Store, params: RunParameters) -> Section:
 
 
 def segments_stage(store: Store, params: RunParameters, *, previous_model: Any = None) -> tuple[Section, pd.DataFrame, Any]:
-    """Features, RFM and behavioural segments (report 02). Returns the section, the first
-    version of the per-customer table and the fitted model."""
-    from segmentation import pipeline, rfm, segments
+    """Features, RFM and segments (report 02): behavioural clusters when they reproduce, else the
+    value x status tiers, with the diagnostics that say which and why. Returns the section, the
+    first version of the per-customer table and the fitted model."""
+    from segmentation import pipeline, privacy, rfm, segments
 
     result = pipeline.segment_customers(
         store, params.analysis_date, random_state=params.random_state, n_clusters=params.n_clusters,
-        method=params.method, k_range=(params.k_min, params.k_max), use=params.feature_set,
+        method=params.method, k_range=(params.k_min, params.k_max), use=params.feature_set, n_boot=params.n_boot,
+        lapsing_after=params.lapsing_after, lapsed_after=params.lapsed_after, previous_model=previous_model,
         sample_size=params.sample_size,
     )
     table, model = result.table, result.model
     X = table[result.features]
-    if previous_model is not None and len(X) <= params.sample_size:  # keep segment identity across runs
-        mapping = model.align_to(previous_model, X.reindex(columns=previous_model.feature_names_in_, fill_value=0.0))
-        table = table.assign(segment=model.labels_)
-        result.mapping = mapping
-    fitted_on_all = len(X) <= params.sample_size
-    stab = segments.stability(model, X, n_boot=params.n_boot, random_state=params.random_state) if fitted_on_all else None
-    profile = segments.segment_profile(table, table["segment"])
-    explanation = segments.explain(model, X)
-    rules, fidelity = segments.surrogate_rules(model, X, max_depth=4, random_state=params.random_state)
+    labels = {c: definitions.column_label(c) for c in result.features}
+    rules, fidelity = segments.surrogate_rules(model, X, feature_labels=labels, max_depth=3, random_state=params.random_state)
     tables = {
         "rfm_summary": rfm.rfm_summary(table, table["rfm_segment"]),
-        "segment_profile": profile,
-        "explanation": explanation,
+        "segment_profile": segments.segment_profile(table, table["segment"]),
+        "explanation": segments.explain(model, X),
         "features_used": pd.DataFrame({"feature": result.features}),
+        "rules": rules.rename(columns={"customers": "matching_customers"}),
+        "checks": pd.DataFrame(result.diagnostics.get("checks", []), columns=["check", "value", "threshold", "passed", "sentence"]),
+        "segment_map": _segment_map(model, X, table["segment"], params.random_state),
     }
-    if model.selection_ is not None:
-        tables["k_selection"] = model.selection_
-    if stab is not None:
-        tables["stability"] = stab
-    if isinstance(rules, pd.DataFrame):
-        tables["rules"] = rules
+    if result.selection is not None:
+        tables["k_selection"] = result.selection
+    if result.stability is not None:
+        tables["stability"] = result.stability
+    if result.mapping is not None:
+        tables["alignment"] = result.mapping
+    diag = result.diagnostics
     scalars: dict[str, Any] = {
         "k": int(model.n_clusters_),
-        "method": params.method,
+        "path": result.path,
+        "method": params.method if result.path == "clusters" else "value x status tiers",
         "segmented": int(len(table)),
         "excluded_no_consent": int(result.excluded_no_consent),
         "rules_fidelity": float(fidelity),
-        "k_reason": (model.selection_.attrs.get("reason") if model.selection_ is not None else f"set to {params.n_clusters}"),
-        "diagnostics": getattr(result, "diagnostics", {}) or {},
+        "diagnostics": diag,
+        "segment_names": {str(k): v for k, v in diag.get("segment_names", {}).items()},
     }
-    if isinstance(rules, str):
-        scalars["rules_text"] = rules
-    if stab is not None:
-        scalars.update(stability_ari_mean=float(stab.attrs["ari_mean"]), stability_ari_ci=list(stab.attrs["ari_ci"]),
-                       unstable_segments=[int(s) for s in stab.index[~stab["stable"]]])
+    if result.stability is not None:
+        scalars.update(stability_ari_mean=float(result.stability.attrs.get("ari_mean", np.nan)),
+                       unstable_segments=[int(s) for s in result.stability.index[~result.stability["stable"].astype(bool)]])
     if result.sample_check is not None:
         scalars["sample_check_ari"] = float(result.sample_check.attrs.get("ari", np.nan))
-    if result.mapping is not None:
-        tables["alignment"] = result.mapping
-    tables["segment_map"] = _segment_map(model, X, table["segment"], params.random_state)
     if store.truth is not None:
         from sklearn.metrics import adjusted_rand_score
 
@@ -294,8 +301,6 @@ def segments_stage(store: Store, params: RunParameters, *, previous_model: Any =
         scalars["truth_ari"] = float(adjusted_rand_score(truth[known], table.loc[known, "segment"]))
         tables["truth_crosstab"] = pd.crosstab(truth[known].rename("planted persona"), table.loc[known, "segment"])
     customers = table.copy()
-    from segmentation import privacy
-
     customers["consent_profiling"] = True  # only customers who consented are segmented
     allowed, _ = privacy.consented(customers.index, store.customers, "marketing")
     customers["consent_marketing"] = customers.index.isin(allowed)
@@ -304,7 +309,10 @@ def segments_stage(store: Store, params: RunParameters, *, previous_model: Any =
     customers["new_customer"] = definitions.is_new_customer(customers, new_customer_days=params.new_customer_days)
     scalars["repeat_share"] = float(customers["repeat_buyer"].mean()) if len(customers) else 0.0
     scalars["status_counts"] = customers["status"].value_counts().reindex(list(definitions.STATUSES), fill_value=0).astype(int).to_dict()
-    return Section(tables=tables, scalars=scalars), customers, model
+    notes = list(diag.get("notes", []))
+    if diag.get("rfm", {}).get("note"):
+        notes.append(diag["rfm"]["note"])
+    return Section(tables=tables, scalars=scalars, notes=notes), customers, model
 
 
 def _segment_map(model: Any, X: pd.DataFrame, segment: pd.Series, random_state: int, n: int = 4000) -> pd.DataFrame:
@@ -319,20 +327,10 @@ def _segment_map(model: Any, X: pd.DataFrame, segment: pd.Series, random_state: 
 
 
 # ---------------------------------------------------------------------------- value
-def holdout_split(first: pd.Timestamp, as_of: pd.Timestamp, holdout_weeks: int | None) -> pd.Timestamp | None:
-    """End of the calibration period: ``holdout_weeks`` before ``as_of`` (default a third of the
-    history, at most 26 weeks); None when less than 8 weeks of calibration would remain."""
-    span_weeks = (as_of - first).days / 7
-    weeks = holdout_weeks if holdout_weeks is not None else int(min(26, span_weeks // 3))
-    end = as_of - pd.Timedelta(weeks=weeks)
-    if weeks < 1 or (end - first).days < 8 * 7:
-        return None
-    return end
-
-
 def value_stage(store: Store, params: RunParameters, customers: pd.DataFrame) -> tuple[Section, pd.DataFrame]:
-    """BG/NBD + Gamma-Gamma: checked on a holdout, judged, then CLV and churn per customer
-    (report 05). With an unusable model the section says why and no CLV is added."""
+    """BG/NBD + Gamma-Gamma: checked on a holdout and judged (:func:`segmentation.value.assess_model`),
+    then CLV and churn per customer with intervals per persona (report 05). With a model judged
+    "do not use" the section says why and no CLV is added."""
     from segmentation import value
     from segmentation.features import lifetime_summary
 
@@ -342,65 +340,58 @@ def value_stage(store: Store, params: RunParameters, customers: pd.DataFrame) ->
     scalars: dict[str, Any] = {"horizon_months": params.horizon_months, "annual_discount_rate": params.annual_discount_rate}
     repeat_share = float(customers["repeat_buyer"].mean()) if len(customers) else 0.0
     first = pd.Timestamp(customers["first_purchase"].min()) if len(customers) else as_of
-    cal_end = holdout_split(first, as_of, params.holdout_weeks)
     summary = lifetime_summary(store.transactions, as_of, time_unit="W")
     summary = summary.loc[summary.index.intersection(customers.index)]
     holdout = None
-    if cal_end is not None and repeat_share > 0:
-        ch = value.calibration_holdout(store.transactions, cal_end, as_of, time_unit="W")
+    cal_end = value.choose_calibration_end(first, as_of, holdout_weeks=params.holdout_weeks)
+    bg = gg = None
+    if repeat_share >= value.VERDICT_THRESHOLDS["min_repeat_share"]:
+        if cal_end is not None:
+            ch = value.calibration_holdout(store.transactions, cal_end, as_of, time_unit="W")
+            ch = ch.loc[ch.index.intersection(customers.index)]
+            try:
+                bg_cal = value.BetaGeo().fit(ch)
+                holdout = value.holdout_errors(ch, bg_cal)
+                tables["holdout"] = holdout
+                tables["conditional_expectations"] = value.conditional_expectations(ch, bg_cal)
+                tables["repeat_tracking"] = value.repeat_tracking(store.transactions, bg_cal, cal_end, as_of)
+                scalars["calibration_end"] = cal_end
+            except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:  # a failed fit is a verdict, not a crash
+                notes.append(f"The model could not be checked on a holdout: {exc}.")
         try:
-            bg_cal = value.BetaGeo().fit(ch)
-            holdout = value.holdout_errors(ch, bg_cal)
-            tables["holdout"] = holdout
-            tables["conditional_expectations"] = _conditional_expectations(ch, bg_cal)
-            scalars["calibration_end"] = cal_end
-        except Exception as exc:  # a fit that cannot converge is a verdict, not a crash
-            notes.append(f"The model could not be checked on a holdout ({type(exc).__name__}).")
-    verdict, reasons = _value_verdict(repeat_share, holdout)
-    scalars.update(verdict=verdict, verdict_reasons=reasons, repeat_share=repeat_share)
-    if verdict == "do not use":
-        notes.append("No lifetime values are shown: " + " ".join(reasons))
+            bg = value.BetaGeo().fit(summary)
+            gg = value.GammaGamma().fit(summary)
+        except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:
+            notes.append(f"The lifetime model could not be fitted: {exc}.")
+            bg = gg = None
+    assessment = value.assess_model(bg, holdout, repeat_share=repeat_share, ggf=gg)
+    tables["checks"] = assessment.checks
+    decisive = assessment.checks.loc[assessment.checks["outcome"] == assessment.verdict, "reason"].dropna()
+    decisive = [r for r in decisive if r] or list(assessment.reasons[:1])
+    scalars.update(verdict=assessment.verdict, verdict_reasons=decisive, all_reasons=list(assessment.reasons),
+                   repeat_share=repeat_share)
+    if assessment.verdict == "do not use" or bg is None or gg is None:
+        scalars["verdict"] = "do not use"
+        notes.append("No lifetime values are shown: " + " ".join(assessment.reasons))
         return Section(tables=tables, scalars=scalars, notes=notes), customers
-    bg = value.BetaGeo().fit(summary)
-    gg = value.GammaGamma().fit(summary)
     values = value.customer_value(summary, bg, gg, horizon_months=params.horizon_months,
                                   annual_discount_rate=params.annual_discount_rate)
-    tables["parameters"] = pd.DataFrame({"value": {**bg.params_, **gg.params_}}).rename_axis("parameter")
+    scalars["clv_note"] = values.attrs.get("note", "")
+    tables["parameters"] = pd.concat([bg.param_intervals(level=0.9), gg.param_intervals(level=0.9)]).rename_axis("parameter")
     scalars.update(independence_corr=float(value.GammaGamma.independence_check(summary)),
-                   gg_customers=int(gg.n_customers_), gg_excluded=int(gg.n_excluded_),
-                   bg_log_likelihood=float(bg.log_likelihood_))
+                   gg_customers=int(gg.n_customers_), gg_excluded=int(gg.n_excluded_))
     window = value.next_purchase_window(summary, bg)
     customers = customers.join(values[["expected_purchases", "p_alive", "expected_spend", "clv", "churn_risk", "churn_band"]])
     customers["next_purchase_weeks"] = window["window_median"].where(customers["repeat_buyer"])
-    tables["expected_orders"] = value.expected_orders_by_group(summary, bg, gg, customers["segment"].reindex(summary.index), weeks=12)
+    persona_less = customers["segment"].reindex(summary.index)
+    tables["intervals_by_segment"] = value.value_intervals(summary, bg, gg, persona_less, horizon_months=params.horizon_months,
+                                                           annual_discount_rate=params.annual_discount_rate,
+                                                           random_state=params.random_state)
+    tables["expected_orders"] = value.expected_orders_by_group(summary, bg, gg, persona_less, weeks=12)
     if store.truth is not None:
         truth = store.truth.set_index("customer_id").reindex(values.index)
         scalars["truth_p_alive_corr"] = float(values["p_alive"].corr((~truth["churned"].astype(bool)).astype(float)))
     return Section(tables=tables, scalars=scalars, notes=notes), customers
-
-
-def _conditional_expectations(ch: pd.DataFrame, bgf: Any, max_frequency: int = 7) -> pd.DataFrame:
-    pred = bgf.expected_purchases(float(ch["duration_holdout"].iloc[0]), ch)
-    group = ch["frequency"].clip(upper=max_frequency).astype(int).rename("repeat_purchases")
-    return pd.DataFrame({"actual": ch["frequency_holdout"], "predicted": pred, "customers": 1}).groupby(group).agg(
-        actual=("actual", "mean"), predicted=("predicted", "mean"), customers=("customers", "sum"))
-
-
-def _value_verdict(repeat_share: float, holdout: pd.DataFrame | None) -> tuple[str, list[str]]:
-    if repeat_share < 0.02:
-        return "do not use", [f"only {repeat_share:.1%} of customers bought more than once; a lifetime model needs repeat buyers."]
-    if holdout is None:
-        return "rough", ["the history is too short to check the model on a period it has not seen."]
-    err = float(holdout.loc["total error (relative)", "value"])
-    corr = float(holdout.loc["correlation actual vs predicted", "value"])
-    if not np.isfinite(corr) or corr < 0.3 or abs(err) > 0.5:
-        return "do not use", [f"on the holdout the model missed total repeat purchases by {err:+.0%} and its per-customer "
-                              f"predictions correlate {corr:.2f} with what happened."]
-    if corr < 0.5 or abs(err) > 0.2:
-        return "rough", [f"on the holdout the model missed total repeat purchases by {err:+.0%} (correlation {corr:.2f}): "
-                         "read values as rough orders of magnitude."]
-    return "usable", [f"on the holdout the model predicted total repeat purchases within {abs(err):.0%} "
-                      f"(correlation {corr:.2f} per customer)."]
 
 
 # ---------------------------------------------------------------------------- personas
@@ -521,7 +512,8 @@ def journey_stage(store: Store, params: RunParameters, customers: pd.DataFrame, 
         if comments.notna().sum() >= 3 * params.n_themes:
             themes, assignment = satisfaction.feedback_themes(comments, n_themes=params.n_themes, random_state=params.random_state)
             tables["themes"] = themes
-            tables["themes_by_persona"] = satisfaction.themes_by_group(fb, assignment, persona, min_group_size=n)
+            tables["themes_by_persona"] = satisfaction.themes_by_group(fb, assignment, persona, min_group_size=n).rename(
+                columns={"customers": "customers_commenting"})
         else:
             notes.append("Too few comments to find themes.")
     else:
@@ -544,8 +536,9 @@ def journey_stage(store: Store, params: RunParameters, customers: pd.DataFrame, 
 
 
 def _migration(store: Store, params: RunParameters, customers: pd.DataFrame, model: Any) -> tuple[Any, str]:
-    """Segments at the comparison date, aligned to this run's model, against today's: who
-    stayed, moved, joined a new segment. Returns ``(Migration, "")`` or ``(None, reason)``."""
+    """Today's segments applied to the customers as they were at the comparison date (the same
+    segment definitions, so the same names), against today: who stayed, who moved, who is new.
+    Returns ``(Migration, "")`` or ``(None, reason)``."""
     from segmentation import journey, pipeline
 
     when = params.comparison_date
@@ -553,23 +546,13 @@ def _migration(store: Store, params: RunParameters, customers: pd.DataFrame, mod
     if when <= first + pd.Timedelta(days=90):
         return None, (f"How customers moved between segments is not shown: the data start on {first:%d %b %Y}, too close to "
                       f"the comparison date {when:%d %b %Y} (set compare_as_of to a later date).")
-    if not hasattr(model, "align_to"):
-        return None, "How customers moved between segments is not shown: the simple segmentation used here has no centres to match."
-    earlier = pipeline.segment_customers(store, when, random_state=params.random_state, n_clusters=int(model.n_clusters_),
-                                         method=params.method, use=params.feature_set, sample_size=params.sample_size)
-    if not hasattr(earlier.model, "align_to") or len(earlier.table) > params.sample_size:
-        return None, "How customers moved between segments is not shown: the earlier segmentation cannot be matched to today's."
-    features = list(model.feature_names_in_)
-    X = earlier.table.reindex(columns=features, fill_value=0.0)
-    mapping = earlier.model.align_to(model, X)  # earlier segments take today's ids; unmatched ones get new ids
-    before = pd.Series(earlier.model.labels_, index=earlier.table.index)
-    matched = set(mapping.loc[mapping["matched"], "new_id"].astype(int))
-    current = set(customers["segment"].astype(int))
+    features, _, model_input, _ = pipeline.customer_inputs(store, when, use=params.feature_set)
+    source = model_input.join(features.drop(columns=model_input.columns, errors="ignore"))
+    X = source.reindex(columns=list(model.feature_names_in_), fill_value=0.0)
+    before = pd.Series(model.predict(X), index=X.index).astype("int64")
     names = customers.groupby("segment")["persona"].first()
-    migration = journey.migration_matrix(
-        before, customers["segment"], names=names, new_segments=sorted(current - matched),
-        gone_segments=sorted(set(mapping.loc[~mapping["matched"], "new_id"].astype(int))),
-        revenue=customers["monetary"], min_group_size=params.min_group_size)
+    migration = journey.migration_matrix(before, customers["segment"], names=names, revenue=customers["monetary"],
+                                         min_group_size=params.min_group_size)
     return migration, ""
 
 

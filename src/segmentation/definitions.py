@@ -186,6 +186,14 @@ COLUMN_LABELS: dict[str, str] = {
     "expected_effect": "expected effect", "success_measure": "how we will know it worked", "offer": "offer",
     "channel": "channel", "message": "message", "test_days": "test length (days)",
     "consent_marketing": "agreed to marketing", "consent_profiling": "agreed to profiling",
+    "clv_total": "total lifetime value", "clv_low": "90% interval from", "clv_high": "90% interval to",
+    "clv_median": "median lifetime value", "clv_p25": "lifetime value, lower quartile", "clv_p75": "lifetime value, upper quartile",
+    "p_alive_mean": "chance still buying (mean)", "high_churn_share": "high churn risk", "expected_orders": "expected orders",
+    "stability": "agreement of refits", "stability_low": "worst pair of refits", "silhouette": "separation (silhouette)",
+    "largest_share": "largest segment", "smallest_share": "smallest segment", "eligible": "sizes pass the guards",
+    "chosen": "chosen", "coverage": "coverage", "precision": "precision", "rule": "rule", "description": "description",
+    "action": "suggested action", "name": "name", "matching_customers": "customers the rule describes",
+    "customers_commenting": "customers who commented", "movement": "movement", "of": "share of",
 }
 
 

@@ -19,7 +19,7 @@ import pandas as pd
 
 from segmentation.report import count, format_value, money, share
 
-__all__ = ["Finding", "key_findings", "next_steps", "index_findings", "data_banner", "recommender_verdict", "response_bias_text", "REPORTS"]
+__all__ = ["Finding", "key_findings", "next_steps", "index_findings", "data_banner", "recommender_verdict", "response_bias_text", "next_purchase_text", "index_actions", "REPORTS"]
 
 #: Report id -> (notebook stem, title for the index).
 REPORTS: dict[str, tuple[str, str]] = {
@@ -110,10 +110,14 @@ def _segments(r: Any) -> list[str]:
     k = _scalar(r, "segments", "k")
     if k is None:
         return []
-    out = [f"**{count(_scalar(r, 'segments', 'segmented'))} customers** fall into **{k} behavioural segments**."]
     diag = _scalar(r, "segments", "diagnostics") or {}
-    if diag.get("path") and diag.get("path") != "clusters":
-        out.append(f"The data shows **no strong cluster structure**, so a simpler segmentation is used: {diag.get('reason', '')}")
+    if _scalar(r, "segments", "path") == "tiers":
+        out = [f"**{count(_scalar(r, 'segments', 'segmented'))} customers** are grouped into **{k} value x status tiers**: the "
+               "data show **no reproducible behavioural clusters**, so the report does not pretend there are "
+               f"({diag.get('summary', 'weak structure')})."]
+    else:
+        out = [f"**{count(_scalar(r, 'segments', 'segmented'))} customers** fall into **{k} behavioural segments** "
+               f"({diag.get('summary', '').rstrip('.') or 'chosen by how well they reproduce'})."]
     ari = _scalar(r, "segments", "stability_ari_mean")
     unstable = _scalar(r, "segments", "unstable_segments") or []
     if ari is not None:
@@ -160,6 +164,8 @@ def _value(r: Any) -> list[str]:
         return []
     reasons = " ".join(_scalar(r, "value", "verdict_reasons") or [])
     out = [f"The lifetime model's verdict is **{verdict}**: {reasons}"]
+    if verdict == "do not use":
+        out.append("No lifetime values or churn probabilities are shown; use recency and the RFM groups to prioritise customers.")
     c = r.customers
     if verdict != "do not use" and "clv" in c:
         horizon, rate = _scalar(r, "value", "horizon_months"), _scalar(r, "value", "annual_discount_rate")
@@ -173,14 +179,18 @@ def _value(r: Any) -> list[str]:
 
 def _offers(r: Any) -> list[str]:
     out = []
+    plan = _table(r, "offers", "action_plan")
+    if plan is not None and len(plan):
+        reach = plan["reachable"].fillna(0).sum()
+        if reach == 0:
+            out.append(f"The action plan has **{len(plan)} plays**, one per persona, but **no customer can be contacted**: "
+                       "this data records no marketing consent. Collect consent first; the plays show what to offer then.")
+        else:
+            out.append(f"The action plan has **{len(plan)} plays**, one per persona, reaching **{count(reach)} customers** "
+                       f"who agreed to marketing, with **{money(plan['value_at_stake'].sum())}** at stake.")
     ev = _table(r, "offers", "recommender_evaluation")
     if ev is not None and len(ev):
         out.append(recommender_verdict(ev).split(":")[0] + ": it predicts held-out orders best.")
-    plan = _table(r, "offers", "action_plan")
-    if plan is not None and len(plan):
-        reach = plan["reachable"].sum() if "reachable" in plan else None
-        if reach is not None:
-            out.append(f"The action plan has **{len(plan)} plays**, one per persona, reaching **{count(reach)} customers** who agreed to marketing.")
     rules = _table(r, "offers", "rules")
     if rules is not None and len(rules):
         top = rules.sort_values("lift", ascending=False).iloc[0]
@@ -232,6 +242,19 @@ def recommender_verdict(evaluation: pd.DataFrame) -> str:
     else:
         text += "."
     return text
+
+
+def next_purchase_text(results: Any) -> str:
+    """When the repeat buyers who are more likely active than not are expected to buy next."""
+    c = results.customers
+    if "next_purchase_weeks" not in c or "p_alive" not in c:
+        return "Next-purchase windows need a usable lifetime model."
+    likely = c[(c["p_alive"] >= 0.5) & c["next_purchase_weeks"].notna()]
+    if len(likely) < results.params.min_group_size:
+        return "Too few repeat buyers are likely still active to give a next-purchase window."
+    q = likely["next_purchase_weeks"].quantile([0.25, 0.5, 0.75])
+    return (f"**{count(len(likely))} repeat buyers** are more likely active than not; half of them are expected to buy again "
+            f"within **{q[0.5]:.1f} weeks** (middle half of customers: {q[0.25]:.1f} to {q[0.75]:.1f} weeks).")
 
 
 def response_bias_text(bias: dict | None) -> str:
@@ -303,6 +326,25 @@ def next_steps(results: Any, report_id: str) -> list[str]:
     if report_id == "07":
         return ["Fix the weakest funnel step of the weakest channel first; follow up with detractors before they lapse."]
     return []
+
+
+def index_actions(results: Any, top: int = 5) -> list[str]:
+    """The action plan in one line per persona (largest value at stake first), for the index."""
+    plan = _table(results, "offers", "action_plan")
+    if plan is None or plan.empty:
+        return []
+    out = []
+    if plan["reachable"].fillna(0).sum() == 0:
+        out.append("No customer can be contacted yet: this data records no marketing consent. The plays below are what to "
+                   "offer once consent is collected.")
+    for row in plan.head(top).itertuples():
+        if pd.isna(row.reachable) or row.reachable == 0:
+            out.append(f"**{row.persona}** ({count(row.customers)} customers): {row.offer} via {row.channel}.")
+            continue
+        test = (f"test against {count(row.control)} held back" if pd.notna(row.control) and row.control else "no control group possible")
+        out.append(f"**{row.persona}**: {row.offer} via {row.channel} to {count(row.reachable)} reachable customers "
+                   f"({money(row.value_at_stake)} at stake; {test}).")
+    return out
 
 
 def index_findings(results: Any) -> list[Finding]:

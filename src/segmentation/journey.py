@@ -759,7 +759,7 @@ def migration_matrix(before: pd.Series, after: pd.Series, *, names: Mapping | pd
         moved_rev = moved_rev.reindex(index=rows, columns=cols).fillna(0.0).mask(hidden)
     mover = kinds["moved"]
     flows = pd.DataFrame({"from": frm[mover], "to": to[mover]}).value_counts().rename("customers").reset_index()
-    flows["share_of_from"] = flows["customers"] / flows["from"].map(full.sum(axis=1))
+    flows["share_of_from"] = flows["customers"] / flows["from"].map(full.sum(axis=1)).astype("float64")
     flows = flows[flows["customers"] >= min_group_size].sort_values(["customers", "from", "to"], ascending=[False, True, True])
     flows = flows.reset_index(drop=True)
     new_tab = pd.DataFrame({"segment": sorted(new & a_ids, key=_sort_key)})

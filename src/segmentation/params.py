@@ -50,7 +50,7 @@ class RunParameters:
     n_clusters: int | str = "auto"
     k_min: int = 2
     k_max: int = 10
-    n_boot: int = 20
+    n_boot: int = 8
     sample_size: int = 200_000
     # --- definitions
     lapsing_after: float = definitions.LAPSING_AFTER
@@ -145,7 +145,7 @@ PARAMETER_DOCS: dict[str, str] = {
     "n_clusters": "number of segments, or `auto` (chosen by stability across seeds and subsamples)",
     "k_min": "smallest number of segments tried by `auto`",
     "k_max": "largest number of segments tried by `auto`",
-    "n_boot": "refits on subsamples for the stability check",
+    "n_boot": "refits on subsamples with other seeds, per number of segments tried: they choose k and measure stability",
     "sample_size": "above this many customers the model is fitted on a sample and every customer assigned in batches",
     "lapsing_after": "silence, in usual gaps between orders, after which a customer is *lapsing*",
     "lapsed_after": "silence, in usual gaps between orders, after which a customer is *lapsed*",

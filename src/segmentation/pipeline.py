@@ -46,7 +46,7 @@ from segmentation.segments import (
     TierSegmenter,
 )
 
-__all__ = ["CustomerSegments", "segment_customers", "USES", "PATHS"]
+__all__ = ["CustomerSegments", "segment_customers", "customer_inputs", "USES", "PATHS"]
 
 USES = ("behaviour", "demographics", "both")
 PATHS = ("clusters", "tiers")
@@ -102,6 +102,32 @@ class CustomerSegments:
     diagnostics: dict[str, Any] = field(default_factory=dict)
     selection: pd.DataFrame | None = None
     stability: pd.DataFrame | None = None
+
+
+def customer_inputs(store: Store, as_of: str | pd.Timestamp, *, use: str = "behaviour"
+                    ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, int]:
+    """What segmentation works on, for the customers who consented to profiling.
+
+    Returns
+    -------
+    (features, demographics, model_input, excluded_no_consent)
+        ``features`` (:func:`segmentation.features.customer_features`), ``demographics``
+        (aligned to them), ``model_input`` (the behaviour columns and/or the encoded
+        demographics, per ``use``) and the number of customers left out for lack of consent.
+    """
+    if use not in USES:
+        raise ValueError(f"use must be one of {USES}, got {use!r}")
+    features = customer_features(store.transactions, as_of)
+    allowed, excluded = privacy.consented(features.index, store.customers, "profiling")
+    features = features.loc[allowed]
+    demo = demographics(store.customers, as_of).reindex(features.index)
+    parts = [features[behaviour_columns(features)]] if use in ("behaviour", "both") else []
+    if use in ("demographics", "both"):
+        if demo.shape[1] == 0:
+            raise ValueError(f"use={use!r} needs a customers table with age, region or household; "
+                             "load one with the store or use='behaviour'")
+        parts.append(encode_demographics(demo))
+    return features, demo, pd.concat(parts, axis=1), excluded
 
 
 def segment_customers(
@@ -166,19 +192,7 @@ def segment_customers(
     >>> result = segment_customers(load_store("synthetic"), "2026-01-01", random_state=42)  # doctest: +SKIP
     >>> result.path, result.diagnostics["reason"]  # doctest: +SKIP
     """
-    if use not in USES:
-        raise ValueError(f"use must be one of {USES}, got {use!r}")
-    features = customer_features(store.transactions, as_of)
-    allowed, excluded = privacy.consented(features.index, store.customers, "profiling")
-    features = features.loc[allowed]
-    demo = demographics(store.customers, as_of).reindex(features.index)
-    parts = [features[behaviour_columns(features)]] if use in ("behaviour", "both") else []
-    if use in ("demographics", "both"):
-        if demo.shape[1] == 0:
-            raise ValueError(f"use={use!r} needs a customers table with age, region or household; "
-                             "load one with the store or use='behaviour'")
-        parts.append(encode_demographics(demo))
-    model_input = pd.concat(parts, axis=1)
+    features, demo, model_input, excluded = customer_inputs(store, as_of, use=use)
     columns = list(model_input.columns)
     clusters = Segmenter(n_clusters, method=method, k_range=k_range, features=columns, random_state=random_state,
                          n_boot=n_boot)

@@ -1116,9 +1116,13 @@ def evaluation_table(
                 f"{_METHOD_NAMES[best]}, a difference of {100 * gap[f'{m}_difference']:+.1f} points ({level:.0%} interval "
                 f"{100 * gap[f'{m}_difference_low']:+.1f} to {100 * gap[f'{m}_difference_high']:+.1f})")
 
-    decision = (f"The recommender is clearly better on {metric.replace('_', ' ')}, so the run uses it." if ours_wins else
-                f"The recommender is not clearly better on {metric.replace('_', ' ')}, so the run uses the simpler "
-                f"{_METHOD_NAMES[best]}.")
+    said = metric.replace("_", " ")
+    if ours_wins:
+        decision = f"The recommender is clearly better on {said}, so the run uses it."
+    elif gap[f"{metric}_difference_high"] < 0:
+        decision = f"The recommender is worse on {said}, so the run uses the simpler {_METHOD_NAMES[best]}."
+    else:
+        decision = f"The recommender is not clearly better on {said}, so the run uses the simpler {_METHOD_NAMES[best]}."
     note = (f"On the last orders of {len(scores['recall']):,} customers (top {k} recommendations): {compare(metric)}; "
             f"{compare(other)}. {decision}")
     table = table.astype({"customers": int})

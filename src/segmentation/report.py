@@ -51,6 +51,9 @@ __all__ = [
     "findings",
     "conclusion",
     "persona_card",
+    "value_by_persona",
+    "plot_value_by_persona",
+    "expected_orders_by_persona",
     "notes",
     "CSS",
 ]
@@ -71,7 +74,7 @@ LABELS = definitions.COLUMN_LABELS
 #: date, text, label -- text with underscores as spaces).
 KINDS: dict[str, str] = {
     "customers": "count", "orders": "count", "units": "count", "lines": "count", "size": "count", "baskets": "count",
-    "count": "count", "sessions": "count", "respondents": "count", "n_products": "count",
+    "count": "count", "sessions": "count", "matching_customers": "count", "customers_commenting": "count", "respondents": "count", "n_products": "count",
     "revenue": "money", "net_revenue": "money", "monetary": "money", "avg_order_value": "money", "clv": "money",
     "expected_spend": "money", "clv_total": "money", "clv_median": "money", "clv_p25": "money", "clv_p75": "money",
     "avg_spend": "money", "value_at_stake": "money", "mean_monetary": "money", "value_per_customer": "money",
@@ -85,6 +88,8 @@ KINDS: dict[str, str] = {
     "lapse_rate": "share", "high_churn_share": "share", "p_alive_mean": "share",
     "lift": "lift", "conviction": "number", "leverage": "number",
     "recency_days": "days", "tenure_days": "days", "ipi_mean_days": "days",
+    "clv_low": "money", "clv_high": "money", "stability": "number", "stability_low": "number", "silhouette": "number",
+    "largest_share": "share", "smallest_share": "share", "coverage": "share", "precision": "share",
     "first_purchase": "date", "last_purchase": "date", "category": "label", "a": "label", "b": "label", "frequency": "number", "items_per_order": "number",
     "expected_purchases": "number", "jaccard_mean": "number", "jaccard_min": "number", "spend_trend": "number",
     "category_entropy": "number", "ipi_cv": "number",
@@ -234,6 +239,8 @@ def save_table(data: pd.DataFrame, name: str) -> None:
     out = data.copy()
     floats = out.select_dtypes("float").columns
     out[floats] = out[floats].round(6)
+    for col in out.select_dtypes("object").columns:  # mixed columns (figures of several kinds): their floats too
+        out[col] = out[col].map(lambda v: f"{round(v, 6):.10g}" if isinstance(v, (float, np.floating)) else v)
     out.to_csv(path, float_format="%.10g", lineterminator="\n")
 
 
@@ -449,6 +456,68 @@ def persona_card(results: Any, personas: Any, segment: int) -> list[Any]:
     return out
 
 
+# ------------------------------------------------------------------------------ value views
+def value_by_persona(results: Any) -> pd.DataFrame:
+    """Per persona, from the run's per-customer table: customers, expected orders, total CLV
+    with its 90% interval (parameter uncertainty), median CLV, mean chance of still buying and
+    the share at high churn risk."""
+    from segmentation import value
+
+    c = results.customers
+    out = value.value_by_group(c[["expected_purchases", "expected_spend", "clv", "p_alive", "churn_band"]], c["persona"])
+    intervals = results["value"].tables.get("intervals_by_segment")
+    if intervals is not None:
+        seg_to_persona = c.groupby("segment")["persona"].first()
+        iv = intervals.drop(index="total", errors="ignore")
+        iv.index = iv.index.astype("int64").map(seg_to_persona)
+        out = out.join(iv[["clv_low", "clv_high"]])
+    cols = ["customers", "expected_purchases", "clv_total", "clv_low", "clv_high", "clv_median", "p_alive_mean", "high_churn_share"]
+    out = out[[col for col in cols if col in out.columns]]
+    out.index.name = "persona"
+    return out
+
+
+def plot_value_by_persona(results: Any) -> plt.Figure:
+    """Total CLV per persona with its 90% interval, and the churn-risk bands per persona."""
+    table = value_by_persona(results)
+    c = results.customers
+    fig, axes = plt.subplots(1, 2, figsize=(14, 0.55 * len(table) + 2))
+    y = np.arange(len(table))
+    err = None
+    if {"clv_low", "clv_high"} <= set(table.columns):
+        err = [table["clv_total"] - table["clv_low"], table["clv_high"] - table["clv_total"]]
+    axes[0].barh(y, table["clv_total"], xerr=err, color="tab:blue", capsize=3)
+    axes[0].set_yticks(y, table.index)
+    axes[0].invert_yaxis()
+    axes[0].xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: money(v)))
+    axes[0].set_xlabel(f"total lifetime value, next {results.params.horizon_months} months (90% interval)")
+    axes[0].set_title(f"{table.index[0]} hold the most value: {money(table['clv_total'].iloc[0])}")
+    bands = pd.crosstab(c["persona"], c["churn_band"].astype("string"), normalize="index").reindex(index=table.index)
+    bands = bands.reindex(columns=[b for b in ("low", "medium", "high") if b in bands.columns])
+    bands.plot.barh(stacked=True, ax=axes[1], color={"low": "tab:green", "medium": "tab:orange", "high": "tab:red"}, legend=True)
+    axes[1].invert_yaxis()
+    axes[1].set_ylabel("")
+    axes[1].xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+    axes[1].set_xlabel("share of the persona's customers")
+    axes[1].set_title("Churn risk (1 - chance of still buying): low < 30% <= medium < 70% <= high")
+    axes[1].legend(title="churn risk", loc="lower right", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def expected_orders_by_persona(results: Any) -> pd.DataFrame:
+    """Expected orders per persona (rows) and week after the analysis date (columns 1..12),
+    for the personas shown to stakeholders."""
+    plan = results["value"]["expected_orders"]
+    c = results.customers
+    names = c.groupby("segment")["persona"].first()
+    sizes = c["segment"].value_counts()
+    plan = plan[plan["group"].map(sizes).fillna(0) >= results.params.min_group_size]
+    wide = plan.assign(persona=plan["group"].map(names)).pivot_table(index="persona", columns="week", values="expected_orders", aggfunc="sum")
+    wide.columns = [int(w) for w in wide.columns]
+    return wide
+
+
 # ------------------------------------------------------------------------------ set-up
 def setup(results: Any = None) -> None:
     """Figure style readable at 1400 px, and the run's currency for money values."""
@@ -458,7 +527,12 @@ def setup(results: Any = None) -> None:
     sns.set_theme(style="whitegrid", context="notebook")
     plt.close("all")
     if results is not None:
-        _currency["code"] = results["data"].scalars.get("currency", "EUR")
+        use_currency(results["data"].scalars.get("currency", "EUR"))
+
+
+def use_currency(code: str | None) -> None:
+    """Set the currency money values are shown in (``""``: data without prices, shown as items)."""
+    _currency["code"] = "EUR" if code is None else code
 
 
 def currency() -> str:

@@ -27,7 +27,6 @@ last good report and the run can simply be started again.
 from __future__ import annotations
 
 import ast
-import contextlib
 import datetime as dt
 import hashlib
 import html
@@ -105,6 +104,8 @@ class RunConfig:
     registry : Path, optional
         The run registry every published run is recorded in (erasure searches every
         registered run); default ``data/privacy/runs.txt`` of the project.
+    workers : int, optional
+        Notebooks rendered at the same time (default: one per CPU core).
     """
 
     parameters: RunParameters = field(default_factory=RunParameters)
@@ -118,6 +119,7 @@ class RunConfig:
     compute: bool = True
     internal: bool = False
     registry: Path | None = None
+    workers: int | None = None
 
 
 def _coerce_literal(text: str) -> Any:
@@ -282,7 +284,7 @@ _ROLES = (
 def _write_index(run_dir: Path, manifest: dict[str, Any], results: Any = None) -> None:
     """The run's front page: key findings first (with links to the evidence), a banner for
     synthetic or limited data, a reading order by role, the reports, then provenance."""
-    from segmentation.findings import REPORTS, data_banner, index_findings
+    from segmentation.findings import REPORTS, data_banner, index_actions, index_findings
     from segmentation.params import PARAMETER_DOCS
 
     esc = html.escape
@@ -297,8 +299,15 @@ def _write_index(run_dir: Path, manifest: dict[str, Any], results: Any = None) -
         parts = esc(text).split("**")
         return "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(parts))
 
-    findings_html, banner_html = "", ""
+    findings_html, banner_html, actions_html = "", "", ""
     if results is not None:
+        from segmentation.report import use_currency
+
+        use_currency(results["data"].scalars.get("currency"))
+        actions = index_actions(results)
+        if actions:
+            actions_html = ("<h2>What to do next</h2><ul>" + "".join(f"<li>{bold(a)}</li>" for a in actions)
+                            + f"</ul><p>The full plan, with messages and test designs: {link('06', 'Recommendations and offers')}.</p>")
         items = index_findings(results)
         findings_html = "<ol>" + "".join(f"<li>{bold(f.text)} <span class=ev>({link(f.report, 'evidence')})</span></li>"
                                          for f in items) + "</ol>"
@@ -327,6 +336,7 @@ table{{border-collapse:collapse;font-size:14px}}td,th{{padding:.3em .8em;border-
 &middot; finished {esc(manifest.get('finished', ''))}</p>
 {banner_html}{status}
 <h2>Key findings</h2><div class="findings">{findings_html}</div>
+{actions_html}
 <h2>Where to start</h2><ul>{roles}</ul>
 <h2>Reports</h2><table><tr><th>report</th><th>status</th></tr>{rows}</table>
 <details><summary>Parameters of this run</summary><table><tr><th>parameter</th><th>value</th><th>meaning</th></tr>{params}</table></details>
@@ -353,56 +363,69 @@ def redact(options: dict[str, Any]) -> dict[str, Any]:
             for k, v in options.items()}
 
 
-def _execute(notebooks: list[Path], parameters: dict[str, Any], staging: Path, config: RunConfig,
-             manifest: dict[str, Any], log) -> BaseException | None:
-    """Run the notebooks in order into ``staging``; stop at the first failure and return it.
-
-    Each notebook receives the names of ``parameters`` its ``parameters`` cell declares."""
+def _render_one(nb: str, executed: str, html: str, parameters: dict[str, Any], kernel: str, timeout: int,
+                tables_dir: str) -> tuple[str, str | None]:
+    """Execute one notebook and render its HTML (in a worker process). Returns ``(status, error)``."""
     import papermill as pm
 
     from segmentation.report import TABLES_ENV
 
-    failure: BaseException | None = None
-    for i, nb in enumerate(notebooks, 1):
-        log(f"[{i}/{len(notebooks)}] {nb.stem} ...")
-        executed = staging / nb.name
-        t0 = time.perf_counter()
+    os.environ[TABLES_ENV] = tables_dir  # where report.save_table writes; inherited by the kernel
+    try:
+        pm.execute_notebook(nb, executed, parameters=parameters, kernel_name=kernel, cwd=str(Path(nb).parent),
+                            progress_bar=False, execution_timeout=timeout,
+                            extra_arguments=["--IPKernelApp.log_level=ERROR"])  # no transport warnings on the console
+        _render_html(Path(executed), Path(html))
+    except Exception as exc:  # papermill raises PapermillExecutionError; the executed notebook keeps the traceback
+        text = str(exc).strip()
+        return "failed", text.splitlines()[-1] if text else repr(exc)
+    return "ok", None
+
+
+def _execute(notebooks: list[Path], parameters: dict[str, Any], staging: Path, config: RunConfig,
+             manifest: dict[str, Any], log) -> BaseException | None:
+    """Render the notebooks into ``staging``, ``config.workers`` at a time (they only read the
+    results, so they are independent); returns a :class:`RunFailed` naming the first failed one.
+
+    Each notebook receives the names of ``parameters`` its ``parameters`` cell declares."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    import papermill as pm
+
+    jobs = []
+    for nb in notebooks:
         declared = pm.inspect_notebook(str(nb))
         chosen = {k: v for k, v in parameters.items() if k in declared}
-        entry = {"notebook": nb.name, "title": _title(nb), "parameters": chosen}
-        try:
-            with _environment(**{TABLES_ENV: str(staging / "tables" / nb.stem)}):  # where report tables are saved
-                pm.execute_notebook(
-                    str(nb), str(executed), parameters=chosen, kernel_name=config.kernel,
-                    cwd=str(nb.parent), progress_bar=False, execution_timeout=config.timeout,
-                    extra_arguments=["--IPKernelApp.log_level=ERROR"],  # no transport warnings on the console
-                )
-            _render_html(executed, staging / f"{nb.stem}.html")
-            entry.update(status="ok", html=f"{nb.stem}.html")
-        except Exception as exc:  # papermill raises PapermillExecutionError; keep the notebook
-            entry.update(status="failed", error=str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc))
-            failure = exc
-        entry["seconds"] = round(time.perf_counter() - t0, 1)
-        manifest["notebooks"].append(entry)
-        log(f"[{i}/{len(notebooks)}] {nb.stem}: {entry['status']} ({entry['seconds']:.1f} s)")
-        if failure is not None:
-            break
-    return failure
-
-
-@contextlib.contextmanager
-def _environment(**variables: str):
-    """Set environment variables (inherited by the kernels) and restore the previous values."""
-    previous = {k: os.environ.get(k) for k in variables}
-    os.environ.update(variables)
-    try:
-        yield
-    finally:
-        for k, v in previous.items():
-            if v is None:
-                os.environ.pop(k, None)
+        jobs.append((nb, chosen))
+    workers = max(1, min(config.workers or (os.cpu_count() or 1), len(jobs)))
+    entries: dict[Path, dict[str, Any]] = {}
+    started = time.perf_counter()
+    context = multiprocessing.get_context("spawn")  # a clean process per worker (no forked engine state)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures = {}
+        for nb, chosen in jobs:
+            log(f"[{len(futures) + 1}/{len(jobs)}] {nb.stem} ...")
+            futures[nb] = (pool.submit(_render_one, str(nb), str(staging / nb.name), str(staging / f"{nb.stem}.html"),
+                                       chosen, config.kernel, config.timeout, str(staging / "tables" / nb.stem)),
+                           time.perf_counter())
+        for i, (nb, chosen) in enumerate(jobs, 1):
+            future, t0 = futures[nb]
+            status, error = future.result()
+            entry = {"notebook": nb.name, "title": _title(nb), "parameters": chosen, "status": status,
+                     "seconds": round(time.perf_counter() - t0, 1)}
+            if status == "ok":
+                entry["html"] = f"{nb.stem}.html"
             else:
-                os.environ[k] = v
+                entry["error"] = error
+            entries[nb] = entry
+            log(f"[{i}/{len(jobs)}] {nb.stem}: {status} (done after {entry['seconds']:.1f} s)")
+    manifest["notebooks"].extend(entries[nb] for nb, _ in jobs)
+    manifest["render_seconds"] = round(time.perf_counter() - started, 1)
+    failed = [e for e in manifest["notebooks"] if e["status"] != "ok"]
+    if failed:
+        return RunFailed(f"notebook {failed[0]['notebook']} failed: {failed[0]['error']}")
+    return None
 
 
 SUPPRESSION_LIST = PROJECT_ROOT / "data" / "privacy" / "suppression.txt"
@@ -530,8 +553,8 @@ def run_reports(config: RunConfig, *, run_id: str | None = None, log=print) -> P
     if failure is not None:
         failed_dir = output / f"{run_id}.failed"
         os.replace(staging, failed_dir)
-        where = (f"notebook {manifest['notebooks'][-1]['notebook']} failed: {manifest['notebooks'][-1]['error']}"
-                 if manifest["notebooks"] and manifest["notebooks"][-1]["status"] == "failed"
+        failed = [e for e in manifest["notebooks"] if e["status"] != "ok"]
+        where = (f"notebook {failed[0]['notebook']} failed: {failed[0]['error']}" if failed
                  else f"the analysis failed: {manifest.get('error')}")
         raise RunFailed(
             f"{where}\nthe run with its traceback is in {failed_dir}; "

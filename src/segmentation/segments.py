@@ -118,6 +118,7 @@ __all__ = [
     "segment_profile",
     "plot_k_selection",
     "plot_segment_profiles",
+    "plot_segment_map",
     "plot_segments_2d",
     "METHODS",
     "MIN_STABILITY",
@@ -1238,14 +1239,38 @@ def plot_k_selection(selection: pd.DataFrame, *, min_stability: float = MIN_STAB
     return fig
 
 
-def plot_segment_profiles(explanation: pd.DataFrame, n_features: int = 15) -> plt.Figure:
-    """Heatmap of the most distinctive features (standardized difference from the average)."""
+def plot_segment_profiles(explanation: pd.DataFrame, n_features: int = 15, *,
+                          names: Mapping | pd.Series | None = None,
+                          feature_labels: Mapping[str, str] | None = None) -> plt.Figure:
+    """Heatmap of the most distinctive features (standardized difference from the average), rows
+    named by ``names`` (segment id -> name) and columns by ``feature_labels``."""
     top = explanation.abs().max(axis=0).sort_values(ascending=False).index[:n_features]
-    fig, ax = plt.subplots(figsize=(1 + 0.6 * len(top), 1 + 0.5 * len(explanation)))
-    sns.heatmap(explanation[top], cmap="RdBu_r", center=0, vmin=-2, vmax=2, annot=True, fmt=".1f", ax=ax,
-                cbar_kws={"label": "difference from average (sd)"})
-    ax.set_ylabel("segment")
-    ax.set_title("What distinguishes each segment")
+    data = explanation[top]
+    if names is not None:
+        data = data.set_axis([str(dict(names).get(i, i)) for i in data.index])
+    data = data.set_axis([(feature_labels or {}).get(c, str(c).replace("_", " ")) for c in data.columns], axis=1)
+    fig, ax = plt.subplots(figsize=(2.5 + 0.7 * len(top), 2.5 + 0.5 * len(data)))
+    sns.heatmap(data, cmap="RdBu_r", center=0, vmin=-2, vmax=2, annot=True, fmt=".1f", ax=ax,
+                cbar_kws={"label": "difference from the average customer (standard deviations)"})
+    ax.set_ylabel("")
+    ax.tick_params(axis="x", rotation=60)
+    plt.setp(ax.get_xticklabels(), ha="right")
+    ax.set_title("What distinguishes each segment (red: above average, blue: below)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_segment_map(points: pd.DataFrame, names: Mapping | pd.Series | None = None) -> plt.Figure:
+    """The customers on the two main axes of the model space (``x, y, segment`` per customer,
+    e.g. a reproducible sample), coloured by segment name."""
+    labels = points["segment"].map(lambda v: str(dict(names).get(v, f"segment {v}")) if names is not None else f"segment {v}")
+    fig, ax = plt.subplots(figsize=(9, 6.5))
+    for name, d in points.groupby(labels, sort=True):
+        ax.scatter(d["x"], d["y"], s=8, alpha=0.6, label=f"{name} ({len(d):,})")
+    ax.set_xlabel("first main axis of the segment space")
+    ax.set_ylabel("second main axis")
+    ax.set_title("A map of the customers: segments that overlap here differ in other directions")
+    ax.legend(fontsize=9, markerscale=2, loc="best")
     fig.tight_layout()
     return fig
 
