@@ -102,6 +102,21 @@ def test_rendered_pages_are_fit_for_a_manager(report_run):
         assert body.index("What this means and what to do next") > len(body) // 2, f"{page.name}: conclusion not at the end"
 
 
+def test_a_notebook_opened_by_hand_shows_the_run_s_numbers(report_run, tmp_path):
+    """Opened in JupyterLab without a results folder, a notebook computes the results from the
+    run config: the same config gives the same customers, segments and personas."""
+    from segmentation.report import open_results
+
+    config = tmp_path / "configs" / "run.yaml"
+    config.parent.mkdir()
+    config.write_text("parameters:\n" + "".join(f"  {k}: {v}\n" for k, v in PARAMS.items()))
+    by_hand = open_results(None, str(config)).customers
+    scheduled = pd.read_parquet(report_run / "results" / "customers.parquet")
+    assert by_hand.index.equals(scheduled.index)
+    assert (by_hand["persona"].astype(str) == scheduled["persona"].astype(str)).all()
+    assert (by_hand["segment"] == scheduled["segment"]).all()
+
+
 def test_report_carries_no_pii(report_run):
     from segmentation.privacy import scan_for_pii
     from segmentation.synthetic import generate_store

@@ -577,7 +577,11 @@ def profile_stage(store: Store, params: RunParameters, customers: pd.DataFrame, 
                                products=store.products, key_date_days=params.key_date_days,
                                values=values, recommendations=recommendations, status=customers["status"],
                                labels=definitions.COLUMN_LABELS, currency=currency)
-    tables = {"facts": prof.facts, "differences": prof.differences, "products": prof.products,
+    products = prof.products.copy()
+    if "name" not in products.columns:  # data without product names: products are shown by id
+        products["name"] = products.index.astype(str)
+    products["name"] = products["name"].fillna(pd.Series(products.index.astype(str), index=products.index))
+    tables = {"facts": prof.facts, "differences": prof.differences, "products": products,
               "timeline": prof.timeline, "categories": prof.categories, "representatives": cards}
     if prof.feedback is not None:
         from segmentation.privacy import scrub_pii

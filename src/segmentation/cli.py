@@ -27,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a notebook parameter (repeatable), e.g. --set as_of=2026-02-01")
     run.add_argument("--output", default=None, help="output folder (default: the config's, or reports/)")
+    run.add_argument("--internal", action="store_true",
+                     help="internal run: the customer profile shows name and contact details; written under "
+                          "<output>/INTERNAL-contains-personal-data/, never 'latest', never linked from stakeholder pages")
     run.add_argument("--notebooks", nargs="+", default=None, metavar="NN",
                      help="run only these notebooks (file names, stems or NN prefixes)")
 

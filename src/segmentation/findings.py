@@ -62,6 +62,11 @@ def _visible_personas(results: Any) -> pd.DataFrame:
     return summary[~summary["suppressed"].astype(bool)]
 
 
+def _lower_first(text: str) -> str:
+    text = str(text).rstrip(".")
+    return text[:1].lower() + text[1:]
+
+
 def data_banner(results: Any) -> str | None:
     """A warning shown above every report when the numbers must be read with care."""
     parts = []
@@ -114,7 +119,7 @@ def _segments(r: Any) -> list[str]:
     if _scalar(r, "segments", "path") == "tiers":
         out = [f"**{count(_scalar(r, 'segments', 'segmented'))} customers** are grouped into **{k} value x status tiers**: the "
                "data show **no reproducible behavioural clusters**, so the report does not pretend there are "
-               f"({diag.get('summary', 'weak structure')})."]
+               f"({_lower_first(diag.get('summary', 'weak structure'))})."]
     else:
         out = [f"**{count(_scalar(r, 'segments', 'segmented'))} customers** fall into **{k} behavioural segments** "
                f"({diag.get('summary', '').rstrip('.') or 'chosen by how well they reproduce'})."]
@@ -222,26 +227,27 @@ _METHODS = {"recommender": "our recommender", "buy_again": "buy again (each cust
 
 
 def recommender_verdict(evaluation: pd.DataFrame) -> str:
-    """Which recommendation method wins on the held-out orders, in words, with the interval
-    for the difference (from :func:`segmentation.recommend.evaluation_table`)."""
+    """Which recommendation method wins on the held-out orders, in words, with the 95% interval
+    for the difference in recall (the share of the next order that was suggested), the measure
+    the winner is chosen by (:func:`segmentation.recommend.evaluation_table`)."""
     if evaluation is None or evaluation.empty:
         return "The recommender could not be evaluated on this data."
-    winner = evaluation.index[evaluation["winner"].astype(bool)][0] if "winner" in evaluation else evaluation["hit_rate@10"].idxmax()
+    winner = evaluation.index[evaluation["winner"].astype(bool)][0] if "winner" in evaluation else evaluation["recall@10"].idxmax()
+    recall = [c for c in evaluation.columns if c.startswith("recall@")][0]
     ours = evaluation.loc["recommender"] if "recommender" in evaluation.index else None
     text = f"**The run uses {_METHODS.get(winner, winner)}**"
-    if ours is not None and winner != "recommender" and "hit_rate_difference" in evaluation:
-        row = evaluation.loc[winner]
-        text += (f": our recommender does not beat it clearly (hit rate {share(ours['hit_rate@10'])} against "
-                 f"{share(row['hit_rate@10'])}; the difference lies between {share(-row['hit_rate_difference_high'])} and "
-                 f"{share(-row['hit_rate_difference_low'])}), so the simpler method is used.")
-    elif winner == "recommender":
-        best = evaluation.drop(index="recommender")["hit_rate@10"].idxmax()
-        text += (f": it finds a product of the next order for {share(ours['hit_rate@10'])} of customers against "
-                 f"{share(evaluation.loc[best, 'hit_rate@10'])} for {_METHODS.get(best, best)}, a difference that is "
-                 "larger than chance.")
-    else:
-        text += "."
-    return text
+    if ours is None or "recall_difference" not in evaluation:
+        return text + "."
+    others = evaluation.drop(index="recommender")
+    best = winner if winner != "recommender" else others[recall].idxmax()
+    row = evaluation.loc[best]
+    interval = (f"our recommender minus {_METHODS.get(best, best)}: {share(row['recall_difference'])} "
+                f"(95% interval {share(row['recall_difference_low'])} to {share(row['recall_difference_high'])})")
+    if winner == "recommender":
+        return text + (f": it suggests {share(ours[recall])} of the next order's products against {share(row[recall])} "
+                       f"for {_METHODS.get(best, best)}; {interval}, clearly above zero.")
+    return text + (f": our recommender does not clearly beat it ({share(ours[recall])} of the next order suggested against "
+                   f"{share(row[recall])}; {interval}), so the simpler method is used.")
 
 
 def next_purchase_text(results: Any) -> str:

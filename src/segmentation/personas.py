@@ -775,7 +775,9 @@ def plot_persona_overview(personas: Personas) -> plt.Figure:
     traits = personas.traits.loc[vis.index]
     colour = traits.where(personas.highlight.loc[vis.index], 100.0).set_axis(vis["name"]).clip(upper=300)
     colour.columns = [_short_trait(c) for c in colour.columns]
-    sns.heatmap(colour, cmap="RdBu_r", center=100, vmin=0, vmax=300, annot=traits.to_numpy(), fmt=".0f", ax=axes[1],
+    annot = np.where(np.isnan(traits.to_numpy(dtype="float64")), "", np.char.mod("%.0f", np.nan_to_num(traits.to_numpy(dtype="float64"))))
+    colour = colour.astype("float64").fillna(100.0)  # unavailable traits drawn as neutral, without a number
+    sns.heatmap(colour, cmap="RdBu_r", center=100, vmin=0, vmax=300, annot=annot, fmt="", ax=axes[1],
                 cbar_kws={"label": "index (100 = average customer)"})
     axes[1].set_ylabel("")
     axes[1].set_title("Trait indices (coloured only where they differ materially)")

@@ -51,6 +51,8 @@ __all__ = [
     "findings",
     "conclusion",
     "persona_card",
+    "recommender_table",
+    "action_plan_view",
     "value_by_persona",
     "plot_value_by_persona",
     "expected_orders_by_persona",
@@ -84,6 +86,7 @@ KINDS: dict[str, str] = {
     "discount_share": "share", "weekend_share": "share", "support": "share", "confidence": "share",
     "p_alive": "share", "churn_risk": "share", "conversion": "share", "ci_low": "share", "ci_high": "share",
     "response_rate": "share", "share": "share", "population_share": "share", "novelty_share": "share",
+    "share of the next order suggested (recall)": "share", "customers with a right suggestion (hit rate)": "share",
     "active_share": "share", "lapsing_share": "share", "lapsed_share": "share", "repeat_share": "share",
     "lapse_rate": "share", "high_churn_share": "share", "p_alive_mean": "share",
     "lift": "lift", "conviction": "number", "leverage": "number",
@@ -453,6 +456,35 @@ def persona_card(results: Any, personas: Any, segment: int) -> list[Any]:
     if reps is not None and segment in reps.index:
         rep = reps.loc[segment]
         out.append(Markdown(f"**A real member** (customer {str(rep['customer_id'])[:10]}…, pseudonymous): {rep['story']}"))
+    return out
+
+
+# ------------------------------------------------------------------------------ offer views
+_METHOD_NAMES = {"recommender": "our recommender", "buy_again": "buy again", "popularity": "best sellers"}
+
+
+def recommender_table(evaluation: pd.DataFrame) -> pd.DataFrame:
+    """The recommender evaluation for a manager: method, recall, hit rate, the difference to our
+    recommender in recall with its 95% interval, and which method the run uses."""
+    recall = [c for c in evaluation.columns if c.startswith("recall@")][0]
+    hit = [c for c in evaluation.columns if c.startswith("hit_rate@")][0]
+    out = pd.DataFrame({"method": [_METHOD_NAMES.get(m, m) for m in evaluation.index],
+                        "share of the next order suggested (recall)": evaluation[recall].to_numpy(),
+                        "customers with a right suggestion (hit rate)": evaluation[hit].to_numpy()})
+    if "recall_difference" in evaluation:
+        out["ours minus this method (recall, 95% interval)"] = [
+            "—" if m == "recommender" else f"{share(r['recall_difference'])} ({share(r['recall_difference_low'])} to {share(r['recall_difference_high'])})"
+            for m, r in evaluation.iterrows()]
+    if "winner" in evaluation:
+        out["used"] = evaluation["winner"].astype(bool).to_numpy()
+    return out
+
+
+def action_plan_view(plan: pd.DataFrame) -> pd.DataFrame:
+    """The action plan for a manager: the expected effect as one word or range (the reason is
+    in the plan's notes)."""
+    out = plan.copy()
+    out["expected_effect"] = out["expected_effect"].astype(str).str.split(":").str[0]
     return out
 
 

@@ -321,6 +321,7 @@ def _write_index(run_dir: Path, manifest: dict[str, Any], results: Any = None) -
     rows = "".join(f"<tr><td>{link(rid, item['title'])}</td><td>{esc(item['status'])}</td></tr>"
                    for rid, item in sorted(pages.items()))
     shown = {k: v for k, v in manifest["parameters"].items() if k in PARAMETER_DOCS}
+    shown["source"] = Path(str(shown.get("source"))).name  # the file, not the server's folders
     params = "".join(f"<tr><td>{esc(k.replace('_', ' '))}</td><td>{esc('—' if v is None else str(v))}</td>"
                      f"<td>{esc(PARAMETER_DOCS[k].replace('`', ''))}</td></tr>" for k, v in shown.items())
     status = "" if manifest["status"] == "ok" else f"<p class=failed>This run failed; see {esc(run_dir.name)}/error.txt or the failed report.</p>"
@@ -332,7 +333,7 @@ table{{border-collapse:collapse;font-size:14px}}td,th{{padding:.3em .8em;border-
 .findings{{background:#eef6ff;border-left:4px solid #2563eb;padding:.3em 1.2em}} .ev{{font-size:13px}}
 .failed{{color:#b91c1c}} details{{margin-top:1em}}</style></head>
 <body><h1>Customer reports</h1>
-<p>Analysis date <b>{esc(str(manifest['parameters'].get('as_of') or ''))}</b> &middot; data: {esc(str(manifest['parameters'].get('source')))}
+<p>Analysis date <b>{esc(str(manifest['parameters'].get('as_of') or ''))}</b> &middot; data: {esc(Path(str(manifest['parameters'].get('source'))).name)}
 &middot; finished {esc(manifest.get('finished', ''))}</p>
 {banner_html}{status}
 <h2>Key findings</h2><div class="findings">{findings_html}</div>
