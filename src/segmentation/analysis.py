@@ -210,6 +210,7 @@ def data_stage(store: Store, params: RunParameters) -> Section:
         "has_feedback": store.feedback is not None,
         "has_customers": store.customers is not None,
         "has_products": store.products is not None,
+        "derived_dates": bool(getattr(store, "derived_dates", False)),
     }
     return Section(tables={"quality": store.quality.reset_index(drop=True)}, scalars=scalars, notes=list(store.notes))
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from segmentation.report import count, format_value, money, share
+from segmentation.report import METHOD_NAMES, count, format_value, money, share
 
 __all__ = ["Finding", "key_findings", "next_steps", "index_findings", "data_banner", "recommender_verdict", "response_bias_text", "next_purchase_text", "index_actions", "REPORTS"]
 
@@ -74,6 +74,9 @@ def data_banner(results: Any) -> str | None:
         parts.append("**Demonstration data**: this run uses the generated synthetic store, not real customers.")
     if not _scalar(results, "data", "currency", "EUR"):
         parts.append("This data has no prices: money figures count items bought.")
+    if _scalar(results, "data", "derived_dates"):
+        parts.append("Order dates are derived from the gaps between orders, not real calendar dates: seasonality, "
+                     "recency and who counts as lapsed are approximate.")
     return " ".join(parts) or None
 
 
@@ -222,10 +225,6 @@ def _journey(r: Any) -> list[str]:
     return out
 
 
-_METHODS = {"recommender": "our recommender", "buy_again": "buy again (each customer's own favourites)",
-            "popularity": "best sellers for everyone"}
-
-
 def recommender_verdict(evaluation: pd.DataFrame) -> str:
     """Which recommendation method wins on the held-out orders, in words, with the 95% interval
     for the difference in recall (the share of the next order that was suggested), the measure
@@ -235,17 +234,17 @@ def recommender_verdict(evaluation: pd.DataFrame) -> str:
     winner = evaluation.index[evaluation["winner"].astype(bool)][0] if "winner" in evaluation else evaluation["recall@10"].idxmax()
     recall = [c for c in evaluation.columns if c.startswith("recall@")][0]
     ours = evaluation.loc["recommender"] if "recommender" in evaluation.index else None
-    text = f"**The run uses {_METHODS.get(winner, winner)}**"
+    text = f"**The run uses {METHOD_NAMES.get(winner, winner)}**"
     if ours is None or "recall_difference" not in evaluation:
         return text + "."
     others = evaluation.drop(index="recommender")
     best = winner if winner != "recommender" else others[recall].idxmax()
     row = evaluation.loc[best]
-    interval = (f"our recommender minus {_METHODS.get(best, best)}: {share(row['recall_difference'])} "
+    interval = (f"our recommender minus {METHOD_NAMES.get(best, best)}: {share(row['recall_difference'])} "
                 f"(95% interval {share(row['recall_difference_low'])} to {share(row['recall_difference_high'])})")
     if winner == "recommender":
         return text + (f": it suggests {share(ours[recall])} of the next order's products against {share(row[recall])} "
-                       f"for {_METHODS.get(best, best)}; {interval}, clearly above zero.")
+                       f"for {METHOD_NAMES.get(best, best)}; {interval}, clearly above zero.")
     return text + (f": our recommender does not clearly beat it ({share(ours[recall])} of the next order suggested against "
                    f"{share(row[recall])}; {interval}), so the simpler method is used.")
 

@@ -460,7 +460,9 @@ def persona_card(results: Any, personas: Any, segment: int) -> list[Any]:
 
 
 # ------------------------------------------------------------------------------ offer views
-_METHOD_NAMES = {"recommender": "our recommender", "buy_again": "buy again", "popularity": "best sellers"}
+#: Human names of the recommendation methods of :func:`segmentation.recommend.evaluation_table`.
+METHOD_NAMES = {"recommender": "our recommender", "buy_again": "buy again (each customer's own favourites)",
+                "popularity": "best sellers for everyone"}
 
 
 def recommender_table(evaluation: pd.DataFrame) -> pd.DataFrame:
@@ -468,7 +470,7 @@ def recommender_table(evaluation: pd.DataFrame) -> pd.DataFrame:
     recommender in recall with its 95% interval, and which method the run uses."""
     recall = [c for c in evaluation.columns if c.startswith("recall@")][0]
     hit = [c for c in evaluation.columns if c.startswith("hit_rate@")][0]
-    out = pd.DataFrame({"method": [_METHOD_NAMES.get(m, m) for m in evaluation.index],
+    out = pd.DataFrame({"method": [METHOD_NAMES.get(m, m) for m in evaluation.index],
                         "share of the next order suggested (recall)": evaluation[recall].to_numpy(),
                         "customers with a right suggestion (hit rate)": evaluation[hit].to_numpy()})
     if "recall_difference" in evaluation:
