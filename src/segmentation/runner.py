@@ -364,64 +364,122 @@ def redact(options: dict[str, Any]) -> dict[str, Any]:
             for k, v in options.items()}
 
 
+_KERNEL: dict[str, Any] = {}
+#: Imported once in each worker's kernel while the analysis is computed (modules stay cached
+#: when the namespace is cleared between notebooks).
+_WARM_UP = "import segmentation.report, segmentation.findings, segmentation.explore, segmentation.segments, segmentation.personas"
+
+
+def _start_worker(kernel: str, cwd: str) -> None:
+    """Worker-process initializer: start one kernel for all the notebooks this worker renders,
+    and import the library in it."""
+    import atexit
+
+    from jupyter_client import BlockingKernelClient
+    from jupyter_client.manager import KernelManager
+
+    km = KernelManager(kernel_name=kernel)
+    km.start_kernel(extra_arguments=["--IPKernelApp.log_level=ERROR"], cwd=cwd)  # no transport warnings on the console
+    atexit.register(km.shutdown_kernel, now=True)
+    _KERNEL["km"] = km
+    _kernel_run(_WARM_UP)
+
+
+def _kernel_run(code: str) -> None:
+    from jupyter_client import BlockingKernelClient
+
+    kc = BlockingKernelClient(connection_file=_KERNEL["km"].connection_file)
+    kc.load_connection_file()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=120)
+        kc.execute_interactive(code, timeout=300, output_hook=lambda _msg: None)
+    finally:
+        kc.stop_channels()
+
+
 def _render_one(nb: str, executed: str, html: str, parameters: dict[str, Any], kernel: str, timeout: int,
-                tables_dir: str) -> tuple[str, str | None]:
-    """Execute one notebook and render its HTML (in a worker process). Returns ``(status, error)``."""
+                tables_dir: str) -> tuple[str, str | None, float]:
+    """Execute one notebook in this worker's kernel (namespace cleared first) and render its
+    HTML. Returns ``(status, error, seconds)``."""
+    import json as _json
+
     import papermill as pm
 
     from segmentation.report import TABLES_ENV
 
-    os.environ[TABLES_ENV] = tables_dir  # where report.save_table writes; inherited by the kernel
+    t0 = time.perf_counter()
+    # a clean namespace per notebook; the tables of this notebook go to its own folder
+    _kernel_run(f"%reset -f\nimport os as _os\n_os.environ[{TABLES_ENV!r}] = {_json.dumps(tables_dir)}\n"
+                "import matplotlib.pyplot as _plt\n_plt.close('all')\ndel _os, _plt")
     try:
-        pm.execute_notebook(nb, executed, parameters=parameters, kernel_name=kernel, cwd=str(Path(nb).parent),
-                            progress_bar=False, execution_timeout=timeout,
-                            extra_arguments=["--IPKernelApp.log_level=ERROR"])  # no transport warnings on the console
+        pm.execute_notebook(nb, executed, parameters=parameters, kernel_name=kernel, km=_KERNEL["km"],
+                            cwd=str(Path(nb).parent), progress_bar=False, execution_timeout=timeout)
         _render_html(Path(executed), Path(html))
     except Exception as exc:  # papermill raises PapermillExecutionError; the executed notebook keeps the traceback
         text = str(exc).strip()
-        return "failed", text.splitlines()[-1] if text else repr(exc)
-    return "ok", None
+        return "failed", text.splitlines()[-1] if text else repr(exc), round(time.perf_counter() - t0, 1)
+    return "ok", None, round(time.perf_counter() - t0, 1)
 
 
-def _execute(notebooks: list[Path], parameters: dict[str, Any], staging: Path, config: RunConfig,
-             manifest: dict[str, Any], log) -> BaseException | None:
-    """Render the notebooks into ``staging``, ``config.workers`` at a time (they only read the
-    results, so they are independent); returns a :class:`RunFailed` naming the first failed one.
-
-    Each notebook receives the names of ``parameters`` its ``parameters`` cell declares."""
+def render_pool(config: RunConfig, n_notebooks: int) -> Any:
+    """The worker processes that render the notebooks: one kernel each, started (and the library
+    imported in it) right away, so that this overlaps with computing the analysis."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
+    workers = max(1, min(config.workers or (os.cpu_count() or 1), n_notebooks))
+    context = multiprocessing.get_context("spawn")  # a clean process per worker (no forked engine state)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start_worker,
+                               initargs=(config.kernel, str(config.notebook_dir)))
+    for _ in range(workers):  # start the workers (and their kernels) now
+        pool.submit(time.sleep, 0)
+    return pool
+
+
+def _previous_seconds(output: Path, notebooks: list[Path]) -> dict[str, float]:
+    """Seconds each notebook took in the last good run, to start the longest first; without one,
+    a rough guess from the notebook (figures drawn, loops over personas)."""
+    try:
+        manifest = json.loads((output / "latest" / "manifest.json").read_text(encoding="utf-8"))
+        return {n["notebook"]: float(n.get("seconds", 0.0)) for n in manifest.get("notebooks", [])}
+    except (OSError, ValueError):
+        guess = {}
+        for nb in notebooks:
+            text = nb.read_text(encoding="utf-8")
+            guess[nb.name] = text.count("fig = ") + 5.0 * text.count("for ")
+        return guess
+
+
+def _execute(notebooks: list[Path], parameters: dict[str, Any], staging: Path, config: RunConfig,
+             manifest: dict[str, Any], log, pool: Any) -> BaseException | None:
+    """Render the notebooks into ``staging`` with the workers of ``pool`` (:func:`render_pool`;
+    each takes the next notebook when it is free -- they only read the results, so they are
+    independent); returns a :class:`RunFailed` naming the first failed one.
+
+    Each notebook receives the names of ``parameters`` its ``parameters`` cell declares."""
     import papermill as pm
 
-    jobs = []
-    for nb in notebooks:
+    started = time.perf_counter()
+    futures = []
+    previous = _previous_seconds(Path(config.output), notebooks)
+    order = sorted(notebooks, key=lambda nb: -previous.get(nb.name, 0.0))  # longest first: the workers finish together
+    for i, nb in enumerate(order, 1):
         declared = pm.inspect_notebook(str(nb))
         chosen = {k: v for k, v in parameters.items() if k in declared}
-        jobs.append((nb, chosen))
-    workers = max(1, min(config.workers or (os.cpu_count() or 1), len(jobs)))
-    entries: dict[Path, dict[str, Any]] = {}
-    started = time.perf_counter()
-    context = multiprocessing.get_context("spawn")  # a clean process per worker (no forked engine state)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures = {}
-        for nb, chosen in jobs:
-            log(f"[{len(futures) + 1}/{len(jobs)}] {nb.stem} ...")
-            futures[nb] = (pool.submit(_render_one, str(nb), str(staging / nb.name), str(staging / f"{nb.stem}.html"),
-                                       chosen, config.kernel, config.timeout, str(staging / "tables" / nb.stem)),
-                           time.perf_counter())
-        for i, (nb, chosen) in enumerate(jobs, 1):
-            future, t0 = futures[nb]
-            status, error = future.result()
-            entry = {"notebook": nb.name, "title": _title(nb), "parameters": chosen, "status": status,
-                     "seconds": round(time.perf_counter() - t0, 1)}
-            if status == "ok":
-                entry["html"] = f"{nb.stem}.html"
-            else:
-                entry["error"] = error
-            entries[nb] = entry
-            log(f"[{i}/{len(jobs)}] {nb.stem}: {status} (done after {entry['seconds']:.1f} s)")
-    manifest["notebooks"].extend(entries[nb] for nb, _ in jobs)
+        log(f"[{i}/{len(notebooks)}] {nb.stem} ...")
+        futures.append((nb, chosen, pool.submit(_render_one, str(nb), str(staging / nb.name), str(staging / f"{nb.stem}.html"),
+                                                chosen, config.kernel, config.timeout, str(staging / "tables" / nb.stem))))
+    futures.sort(key=lambda f: notebooks.index(f[0]))
+    for i, (nb, chosen, future) in enumerate(futures, 1):
+        status, error, seconds = future.result()
+        entry = {"notebook": nb.name, "title": _title(nb), "parameters": chosen, "status": status, "seconds": seconds}
+        if status == "ok":
+            entry["html"] = f"{nb.stem}.html"
+        else:
+            entry["error"] = error
+        manifest["notebooks"].append(entry)
+        log(f"[{i}/{len(notebooks)}] {nb.stem}: {status} ({seconds:.1f} s)")
     manifest["render_seconds"] = round(time.perf_counter() - started, 1)
     failed = [e for e in manifest["notebooks"] if e["status"] != "ok"]
     if failed:
@@ -530,6 +588,7 @@ def run_reports(config: RunConfig, *, run_id: str | None = None, log=print) -> P
     failure: BaseException | None = None
     nb_parameters: dict[str, Any] = {}
     results = None
+    pool = render_pool(config, len(notebooks))  # kernels start while the analysis is computed
     if config.compute:
         log("computing the analysis once ...")
         try:
@@ -540,8 +599,11 @@ def run_reports(config: RunConfig, *, run_id: str | None = None, log=print) -> P
             manifest["error"] = f"{type(exc).__name__}: {exc}"
             (staging / "error.txt").write_text("".join(__import__("traceback").format_exception(exc)), encoding="utf-8")
             log(f"analysis failed: {type(exc).__name__}: {exc}")
-    if failure is None:
-        failure = _execute(notebooks, nb_parameters, staging, config, manifest, log)
+    try:
+        if failure is None:
+            failure = _execute(notebooks, nb_parameters, staging, config, manifest, log, pool)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     manifest["tables"] = {
         str(p.relative_to(staging)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted((staging / "tables").rglob("*.csv"))
