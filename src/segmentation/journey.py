@@ -872,12 +872,18 @@ def plot_funnel(f: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+#: Largest cohort grid drawn with its numbers in the cells.
+MAX_ANNOTATED_CELLS = 160
+
+
 def plot_cohort_heatmap(table: pd.DataFrame, title: str, fmt: str = ".0%") -> plt.Figure:
     """Cohort x months-since-acquisition heatmap."""
     data = table.drop(columns=["customers"], errors="ignore")
     fig, ax = plt.subplots(figsize=(12, 0.3 * len(data) + 1.5))
     if len(data):
-        sns.heatmap(data.astype("float64"), cmap="YlGnBu", annot=len(data.columns) <= 26, fmt=fmt, annot_kws={"size": 6}, ax=ax)
+        # numbers in the cells only while they stay readable; the colour scale carries larger grids
+        sns.heatmap(data.astype("float64"), cmap="YlGnBu", annot=data.size <= MAX_ANNOTATED_CELLS, fmt=fmt,
+                    annot_kws={"size": 7}, ax=ax)
     ax.set_xlabel("months since first purchase")
     ax.set_ylabel("cohort (month of first purchase)")
     ax.set_title(title)

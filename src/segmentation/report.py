@@ -435,6 +435,7 @@ def persona_card(results: Any, personas: Any, segment: int) -> list[Any]:
     if isinstance(s.get("name_reason"), str) and s["name_reason"]:
         out.append(notes([f"Why this name: {s['name_reason']}"]))
     fig = ps.plot_persona_card(personas, segment)
+    plt.close(fig)  # shown once, where the card puts it (an open figure is shown again at the end of the cell)
     out.append(fig)
     plan = results["offers"].tables.get("action_plan")
     play = plan[plan["persona"] == name] if plan is not None and len(plan) else None

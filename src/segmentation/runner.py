@@ -252,14 +252,22 @@ def _versions() -> dict[str, str]:
     return versions
 
 
+def _html_exporter() -> Any:
+    """The HTML exporter for stakeholder pages (code, prompts and tracebacks' inputs hidden);
+    one per process, as loading its templates is the costly part."""
+    if "exporter" not in _KERNEL:
+        from nbconvert import HTMLExporter
+
+        _KERNEL["exporter"] = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+    return _KERNEL["exporter"]
+
+
 def _render_html(executed: Path, target: Path) -> None:
     """Render an executed notebook to stakeholder HTML: code, prompts and tracebacks' inputs hidden."""
     import nbformat
-    from nbconvert import HTMLExporter
 
     nb = nbformat.read(executed, as_version=4)
-    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
-    body, _ = exporter.from_notebook_node(nb)
+    body, _ = _html_exporter().from_notebook_node(nb)
     target.write_text(body, encoding="utf-8")
 
 
@@ -382,6 +390,9 @@ def _start_worker(kernel: str, cwd: str) -> None:
     km.start_kernel(extra_arguments=["--IPKernelApp.log_level=ERROR"], cwd=cwd)  # no transport warnings on the console
     atexit.register(km.shutdown_kernel, now=True)
     _KERNEL["km"] = km
+    import papermill  # noqa: F401  -- imported here, while the kernel starts and the analysis is computed
+
+    _html_exporter()
     _kernel_run(_WARM_UP)
 
 
@@ -399,9 +410,10 @@ def _kernel_run(code: str) -> None:
 
 
 def _render_one(nb: str, executed: str, html: str, parameters: dict[str, Any], kernel: str, timeout: int,
-                tables_dir: str) -> tuple[str, str | None, float]:
+                tables_dir: str) -> tuple[str, str | None, float, dict[str, Any]]:
     """Execute one notebook in this worker's kernel (namespace cleared first) and render its
-    HTML. Returns ``(status, error, seconds)``."""
+    HTML. The notebook receives the names of ``parameters`` its ``parameters`` cell declares.
+    Returns ``(status, error, seconds, parameters given)``."""
     import json as _json
 
     import papermill as pm
@@ -409,6 +421,8 @@ def _render_one(nb: str, executed: str, html: str, parameters: dict[str, Any], k
     from segmentation.report import TABLES_ENV
 
     t0 = time.perf_counter()
+    declared = pm.inspect_notebook(nb)
+    parameters = {k: v for k, v in parameters.items() if k in declared}
     # a clean namespace per notebook; the tables of this notebook go to its own folder
     _kernel_run(f"%reset -f\nimport os as _os\n_os.environ[{TABLES_ENV!r}] = {_json.dumps(tables_dir)}\n"
                 "import matplotlib.pyplot as _plt\n_plt.close('all')\ndel _os, _plt")
@@ -418,8 +432,8 @@ def _render_one(nb: str, executed: str, html: str, parameters: dict[str, Any], k
         _render_html(Path(executed), Path(html))
     except Exception as exc:  # papermill raises PapermillExecutionError; the executed notebook keeps the traceback
         text = str(exc).strip()
-        return "failed", text.splitlines()[-1] if text else repr(exc), round(time.perf_counter() - t0, 1)
-    return "ok", None, round(time.perf_counter() - t0, 1)
+        return "failed", text.splitlines()[-1] if text else repr(exc), round(time.perf_counter() - t0, 1), parameters
+    return "ok", None, round(time.perf_counter() - t0, 1), parameters
 
 
 def render_pool(config: RunConfig, n_notebooks: int) -> Any:
@@ -458,21 +472,17 @@ def _execute(notebooks: list[Path], parameters: dict[str, Any], staging: Path, c
     independent); returns a :class:`RunFailed` naming the first failed one.
 
     Each notebook receives the names of ``parameters`` its ``parameters`` cell declares."""
-    import papermill as pm
-
     started = time.perf_counter()
     futures = []
     previous = _previous_seconds(Path(config.output), notebooks)
     order = sorted(notebooks, key=lambda nb: -previous.get(nb.name, 0.0))  # longest first: the workers finish together
     for i, nb in enumerate(order, 1):
-        declared = pm.inspect_notebook(str(nb))
-        chosen = {k: v for k, v in parameters.items() if k in declared}
         log(f"[{i}/{len(notebooks)}] {nb.stem} ...")
-        futures.append((nb, chosen, pool.submit(_render_one, str(nb), str(staging / nb.name), str(staging / f"{nb.stem}.html"),
-                                                chosen, config.kernel, config.timeout, str(staging / "tables" / nb.stem))))
+        futures.append((nb, pool.submit(_render_one, str(nb), str(staging / nb.name), str(staging / f"{nb.stem}.html"),
+                                        parameters, config.kernel, config.timeout, str(staging / "tables" / nb.stem))))
     futures.sort(key=lambda f: notebooks.index(f[0]))
-    for i, (nb, chosen, future) in enumerate(futures, 1):
-        status, error, seconds = future.result()
+    for i, (nb, future) in enumerate(futures, 1):
+        status, error, seconds, chosen = future.result()
         entry = {"notebook": nb.name, "title": _title(nb), "parameters": chosen, "status": status, "seconds": seconds}
         if status == "ok":
             entry["html"] = f"{nb.stem}.html"
@@ -518,11 +528,13 @@ def _previous_model(output: Path, params: RunParameters) -> Any:
     return Segmenter.load(latest / "segmenter.joblib")
 
 
-def compute_results(config: RunConfig, folder: Path, *, log=print) -> tuple[Any, dict[str, float]]:
+def compute_results(config: RunConfig, folder: Path, *, log=print, loaded=None) -> tuple[Any, dict[str, float]]:
     """Load the data once, compute the whole analysis once and save it in ``folder``.
 
-    Returns the :class:`~segmentation.analysis.Results` and the seconds per step (``load`` and
-    one entry per analysis stage)."""
+    ``loaded``, if given, is called once the data are loaded (the runner starts its rendering
+    kernels then, so that they do not slow the load down). Returns the
+    :class:`~segmentation.analysis.Results` and the seconds per step (``load`` and one entry per
+    analysis stage)."""
     from segmentation.analysis import run_analysis
     from segmentation.data import connect
 
@@ -531,6 +543,8 @@ def compute_results(config: RunConfig, folder: Path, *, log=print) -> tuple[Any,
     store = load_run_store(config.parameters, con=con)
     timings = {"load": round(time.perf_counter() - t0, 2)}
     log(f"data loaded: {timings['load']:.1f} s")
+    if loaded is not None:
+        loaded()
     results = run_analysis(store, config.parameters, previous_model=_previous_model(Path(config.output), config.parameters),
                            progress=lambda line: log(f"  {line}"))
     if config.internal and store.pii is not None:
@@ -588,22 +602,30 @@ def run_reports(config: RunConfig, *, run_id: str | None = None, log=print) -> P
     failure: BaseException | None = None
     nb_parameters: dict[str, Any] = {}
     results = None
-    pool = render_pool(config, len(notebooks))  # kernels start while the analysis is computed
+    pools: list[Any] = []
+
+    def start_rendering() -> None:  # kernels start while the analysis is computed
+        if not pools:
+            pools.append(render_pool(config, len(notebooks)))
+
     if config.compute:
         log("computing the analysis once ...")
         try:
-            results, manifest["compute_seconds"] = compute_results(config, staging / "results", log=log)
+            results, manifest["compute_seconds"] = compute_results(config, staging / "results", log=log, loaded=start_rendering)
             nb_parameters["results_dir"] = str(staging / "results")
         except Exception as exc:
             failure = exc
             manifest["error"] = f"{type(exc).__name__}: {exc}"
             (staging / "error.txt").write_text("".join(__import__("traceback").format_exception(exc)), encoding="utf-8")
             log(f"analysis failed: {type(exc).__name__}: {exc}")
-    try:
-        if failure is None:
-            failure = _execute(notebooks, nb_parameters, staging, config, manifest, log, pool)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    if failure is None:
+        start_rendering()
+        try:
+            failure = _execute(notebooks, nb_parameters, staging, config, manifest, log, pools[0])
+        finally:
+            pools[0].shutdown(wait=True, cancel_futures=True)
+    elif pools:
+        pools[0].shutdown(wait=False, cancel_futures=True)
     manifest["tables"] = {
         str(p.relative_to(staging)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted((staging / "tables").rglob("*.csv"))
