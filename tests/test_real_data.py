@@ -90,3 +90,17 @@ def test_almost_no_repeat_buyers_gives_no_lifetime_values(shared_data, tmp_path,
     assert "Verdict: do not use" in page and "No lifetime values" in page
     names = " ".join(r["personas"]["summary"]["name"].astype(str))
     assert "VIP" not in names and "loyal" not in names.lower()
+
+
+def test_baskets_without_customers_are_refused_with_the_way_forward(shared_data, tmp_path, monkeypatch):
+    """Groceries has baskets but no customers or dates: the main job stops before any report with
+    one clear message naming the file, the missing columns and what this data can be used for."""
+    from segmentation.runner import RunFailed
+
+    source = shared_data / "groceries_arules" / "groceries_transactions_long.csv"
+    with pytest.raises(RunFailed) as err:
+        _main_job(tmp_path, monkeypatch, source=str(source), as_of="2020-01-01")
+    message = str(err.value)
+    assert "missing required column 'customer_id'" in message and "groceries_transactions_long.csv" in message
+    assert "cannot be segmented" in message and "association_rules" in message
+    assert not (tmp_path / "reports" / "latest").exists()

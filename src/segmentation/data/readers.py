@@ -565,9 +565,13 @@ def _check_required(t_columns: list[str], table: str, label: str) -> None:
         from segmentation.data.presets import PRESETS
 
         hint = ", ".join(f"'<your column>': '{c}'" for c in absent)
+        baskets_only = ""
+        if table == "transactions" and "customer_id" in absent and "order_date" in absent:
+            baskets_only = (". If this file holds baskets without customers or dates (like the Groceries data), it "
+                            "cannot be segmented: mine its co-purchase rules with segmentation.recommend.association_rules")
         raise DataContractError(
             f"missing required column {absent[0]!r} in {table} ({label}); found columns {t_columns}; "
-            f"pass columns={{{hint}}} or a preset ({', '.join(PRESETS[1:])})"
+            f"pass columns={{{hint}}} or a preset ({', '.join(PRESETS[1:])}){baskets_only}"
         )
 
 
