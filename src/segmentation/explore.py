@@ -52,7 +52,8 @@ def overview(transactions: ir.Table, as_of: str | pd.Timestamp) -> pd.DataFrame:
     -------
     DataFrame
         ``figure, value, kind`` with ``kind`` one of ``count, money, share, number, date``;
-        figures: customers, orders (:func:`segmentation.definitions.orders`), transaction lines,
+        figures: customers (with at least one order), customers with only returns (when there
+        are any), orders (:func:`segmentation.definitions.orders`), transaction lines,
         net revenue, returned value, returned share of sales, first and last purchase, average
         order value, units per order, orders per customer, repeat buyers (share of customers
         with 2 or more orders).
@@ -67,9 +68,9 @@ def overview(transactions: ir.Table, as_of: str | pd.Timestamp) -> pd.DataFrame:
     b = to_pandas(o.aggregate(orders=o.count(), aov=o.value.mean(), units=o.units.mean())).iloc[0]
     c = to_pandas(per_customer.aggregate(buyers=per_customer.count(), repeat=(per_customer.n >= 2).cast("int64").sum())).iloc[0]
     returned = float(a.returned or 0.0)
-    customers = int(a.customers)
+    buyers = int(c["buyers"])
     rows = [
-        ("customers", customers, "count"),
+        ("customers", buyers, "count"),
         ("orders", int(b["orders"]), "count"),
         ("transaction lines", int(a.lines), "count"),
         ("net revenue", float(a.net_revenue), "money"),
@@ -82,6 +83,8 @@ def overview(transactions: ir.Table, as_of: str | pd.Timestamp) -> pd.DataFrame:
         ("orders per customer", int(b["orders"]) / max(int(c["buyers"]), 1), "number"),
         ("repeat buyers", int(c["repeat"]) / max(int(c["buyers"]), 1), "share"),
     ]
+    if int(a.customers) > buyers:  # in the period only returns: not customers who ordered, but not dropped silently
+        rows.insert(1, ("customers with only returns", int(a.customers) - buyers, "count"))
     return pd.DataFrame(rows, columns=["figure", "value", "kind"])
 
 
