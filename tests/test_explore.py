@@ -37,6 +37,15 @@ def test_overview(tx):
     assert o["average order value"] == 28.75  # (20 + 5 + 10 + 80) / 4
     assert o["returned value"] == 10 and o["returned share of sales"] == pytest.approx(10 / 115)
     assert o["repeat buyers"] == pytest.approx(1 / 3)  # only b has two orders
+    assert "customers with only returns" not in o
+
+
+def test_overview_counts_customers_with_only_returns_apart(tx):
+    returns_only = pd.DataFrame({"customer_id": ["d"], "order_id": ["R9"], "order_date": pd.to_datetime(["2025-02-01"]),
+                                 "product_id": ["p1"], "category": ["fresh"], "quantity": [-1.0], "unit_price": [5.0],
+                                 "amount": [-5.0], "is_return": [True]})
+    o = explore.overview(tx.union(ibis.memtable(returns_only)), AS_OF).set_index("figure")["value"]
+    assert o["customers"] == 3 and o["customers with only returns"] == 1 and o["orders"] == 4
 
 
 def test_concentration(tx):
