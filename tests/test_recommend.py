@@ -228,6 +228,35 @@ def test_segments_change_the_popular_items():
     assert recs["reason"].eq("customers like you also buy").all()
 
 
+def test_top_n_equals_the_top_of_the_full_ranking():
+    """Each customer keeps only the segment candidates its top n can need; the result must be
+    the first n of the full ranking (a model whose n covers every item keeps them all)."""
+    from segmentation.synthetic import generate_store
+
+    tx = generate_store(300, random_state=5)["transactions"]
+    customers = pd.Index(tx["customer_id"].unique(), dtype="string")
+    segments = pd.Series(np.arange(len(customers)) % 3, index=customers)
+    full = Recommender(n=tx["product_id"].nunique(), random_state=2).fit(tx, "2026-01-01", segments=segments)
+    assert len(full.candidates_) > 10 * len(customers)  # long lists: the cut below matters
+    for n in (1, 5, 10):
+        short = Recommender(n=n, random_state=2).fit(tx, "2026-01-01", segments=segments)
+        assert len(short.candidates_) < len(full.candidates_)
+        expected = full.recommend(n=n)
+        pd.testing.assert_frame_equal(short.recommend(), expected)
+
+
+def test_segment_items_behind_excluded_ones_are_still_found():
+    """The segment's best sellers are a > b > c > d; customer z's last order held a and b (so
+    they are not suggested as new): z's top 2 are c and d, found behind the excluded items."""
+    counts = {"a": 8, "b": 6, "c": 4, "d": 2}
+    rows = [(f"x{i}", f"x{i}-{p}", 1, p) for p, k in counts.items() for i in range(k)]
+    rows += [("z", "z1", 3, "a"), ("z", "z1", 3, "b")]
+    segs = pd.Series("X", index=[*{r[0] for r in rows}])
+    model = Recommender(n=2, min_pair_count=100, smoothing=0.0).fit(lines(rows), "2025-02-01", segments=segs)
+    recs = model.recommend(["z"])
+    assert recs["product_id"].tolist() == ["c", "d"] and recs["source"].eq("segment").all()
+
+
 def test_fit_rejects_bad_input(shop):
     with pytest.raises(ValueError, match="no column 'order_date'"):
         Recommender().fit(shop.drop(columns="order_date"), "2025-02-01")

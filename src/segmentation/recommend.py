@@ -117,6 +117,32 @@ def _top_per_row(rows: np.ndarray, scores: np.ndarray, k: int, tiebreak: np.ndar
     return order[rank < k]
 
 
+def _sorted_isin(values: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
+    """``values`` found in the ascending array ``sorted_keys`` (binary search, O(n log m))."""
+    if len(sorted_keys) == 0:
+        return np.zeros(len(values), dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_keys, values), len(sorted_keys) - 1)
+    return sorted_keys[at] == values
+
+
+def _sum_by_key(parts: list[tuple[np.ndarray, np.ndarray, str]], n_i: int) -> pd.DataFrame:
+    """Candidates summed over their sources: ``customer, item, score, source`` (the source of
+    the largest contribution; on equal contributions the earlier part), rows with a positive
+    score, sorted by customer and item. ``parts`` are ``(key, value, source)`` with ``key =
+    customer * n_items + item``; one sort of the concatenated keys."""
+    key = np.concatenate([k for k, _, _ in parts])
+    value = np.concatenate([v for _, v, _ in parts])
+    source = np.repeat(np.arange(len(parts)), [len(k) for k, _, _ in parts])
+    order = np.lexsort((-value, key))  # stable: equal values keep the order of the parts
+    key, value, source = key[order], value[order], source[order]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.zeros(0, dtype=np.int64)
+    score = np.add.reduceat(value, starts) if len(key) else np.zeros(0)
+    customer, item = np.divmod(key[starts], n_i)
+    names = np.array([name for _, _, name in parts], dtype=object)
+    out = pd.DataFrame({"customer": customer, "item": item, "score": score, "source": names[source[starts]]})
+    return out[out["score"].to_numpy() > 0].reset_index(drop=True)
+
+
 def _binary_matrix(row: np.ndarray, col: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
     m = sp.csr_matrix((np.ones(len(row), dtype=np.int32), (row, col)), shape=shape)
     m.data[:] = 1  # duplicates (row, col) summed by csr: back to 0/1
@@ -772,25 +798,22 @@ class Recommender(BaseEstimator):
         seg_size = np.asarray(member.sum(axis=1)).ravel()
         seg_share = ((member @ bought).toarray() + self.smoothing * overall) / (seg_size + self.smoothing)[:, None]
         seg_rows, seg_items = np.nonzero(seg_share > 0)
-        top = _top_per_row(seg_rows, seg_share[seg_rows, seg_items], _CANDIDATES, tiebreak=seg_items)
-        seg_top = sp.csr_matrix((seg_share[seg_rows[top], seg_items[top]], (seg_rows[top], seg_items[top])), shape=seg_share.shape)
-        segment = (member.T @ seg_top).tocsr()
+        top = _top_per_row(seg_rows, seg_share[seg_rows, seg_items], _CANDIDATES, tiebreak=seg_items)  # best first per segment
 
         parts = []
         for source, matrix, weight, excluded in (
             ("buy_again", buy_again, self.buy_again_weight, no_buy_again),
             ("co_purchase", co_purchase, self.co_purchase_weight, not_new),
-            ("segment", segment, self.segment_weight, not_new),
         ):
             m = (matrix - matrix.multiply(excluded)).tocoo()
             m.eliminate_zeros()
             cut = _top_per_row(m.row, m.data, _CANDIDATES, tiebreak=m.col) if source != "buy_again" else np.arange(m.nnz)
-            parts.append(pd.DataFrame({"customer": m.row[cut], "item": m.col[cut], "value": weight * m.data[cut], "source": source}))
-        long = pd.concat(parts, ignore_index=True)
-        long = long.sort_values(["customer", "item", "value"], ascending=[True, True, False], kind="stable")
-        grouped = long.groupby(["customer", "item"], sort=False)
-        self.candidates_ = grouped.agg(score=("value", "sum"), source=("source", "first")).reset_index()
-        self.candidates_ = self.candidates_[self.candidates_["score"] > 0].reset_index(drop=True)
+            parts.append((m.row[cut].astype(np.int64) * n_i + m.col[cut], weight * m.data[cut], source))
+        not_new = not_new.tocoo()
+        parts.append(self._segment_candidates(seg_codes, seg_rows[top], seg_items[top], seg_share[seg_rows[top], seg_items[top]],
+                                              np.unique(np.concatenate([k for k, _, _ in parts])),
+                                              np.sort(not_new.row.astype(np.int64) * n_i + not_new.col), n_i))
+        self.candidates_ = _sum_by_key(parts, n_i)
 
         self.customers_, self.items_ = pd.Index(customers, name="customer_id"), pd.Index(items, name="product_id")
         self.similarity_, self.profile_, self.as_of_ = similarity, profile, as_of
@@ -808,6 +831,48 @@ class Recommender(BaseEstimator):
             names = products.drop_duplicates("product_id").set_index(products["product_id"].drop_duplicates().astype("string"))["name"]
         self.item_names_ = pd.Series(items, index=items).astype(object) if names is None else names.reindex(items).fillna(pd.Series(items, index=items)).astype(object)
         return self
+
+    def _segment_candidates(self, seg_codes: np.ndarray, list_segment: np.ndarray, list_item: np.ndarray,
+                            list_share: np.ndarray, personal: np.ndarray, excluded: np.ndarray,
+                            n_i: int) -> tuple[np.ndarray, np.ndarray, str]:
+        """The "customers like you" candidates each customer's top ``n`` can need, as
+        ``(key, value, "segment")`` with ``key = customer * n_items + item``.
+
+        Every customer could take all of its segment's list (``_CANDIDATES`` items, best
+        first), which is O(customers x 200) rows. Only these can reach a customer's top ``n``:
+        the list items among the customer's own candidates (``personal``; the segment share is
+        added to their score) and, of the other list items that are not ``excluded``, the first
+        ``n`` (plus any tied with the last), since every one of them scores its segment share
+        only. So each customer takes the list up to position ``n`` + (its personal or excluded
+        items on the list), which gives the same top ``n`` with O(customers x n) rows.
+        """
+        n_seg = int(seg_codes.max()) + 1 if len(seg_codes) else 0
+        share = np.zeros((n_seg, n_i))
+        share[list_segment, list_item] = list_share
+        starts = np.searchsorted(list_segment, np.arange(n_seg + 1))  # list of segment s: starts[s]:starts[s + 1]
+        # ties with the last position taken come too: position p -> one past the last equal share
+        group = np.r_[0, np.cumsum((np.diff(list_share) != 0) | (np.diff(list_segment) != 0))]
+        tie_end = np.searchsorted(group, group, side="right")
+        # the customer's own candidates and exclusions that are on its segment's list
+        blocked = np.union1d(personal, excluded)
+        b_cust, b_item = np.divmod(blocked, n_i)
+        on_list = share[seg_codes[b_cust], b_item] > 0
+        n_customers = len(seg_codes)
+        wanted = self.n + np.bincount(b_cust[on_list], minlength=n_customers)
+        length = starts[seg_codes + 1] - starts[seg_codes]
+        take = np.minimum(wanted, length)
+        last = starts[seg_codes] + take - 1
+        take = np.where(take > 0, tie_end[np.maximum(last, 0)] - starts[seg_codes], 0)
+        cust = np.repeat(np.arange(n_customers), take)
+        pos = np.repeat(starts[seg_codes], take) + np.arange(take.sum()) - np.repeat(np.cumsum(take) - take, take)
+        listed = cust.astype(np.int64) * n_i + list_item[pos]
+        keep = ~_sorted_isin(listed, blocked)
+        # the customer's own candidates on the list, unless excluded
+        p_cust, p_item = np.divmod(personal, n_i)
+        own = (share[seg_codes[p_cust], p_item] > 0) & ~_sorted_isin(personal, excluded)
+        key = np.concatenate([personal[own], listed[keep]])
+        value = self.segment_weight * np.concatenate([share[seg_codes[p_cust[own]], p_item[own]], list_share[pos[keep]]])
+        return key, value, "segment"
 
     @staticmethod
     def _segment_codes(customers: pd.Index, segments: pd.Series | pd.DataFrame | None) -> tuple[np.ndarray, pd.Index]:
