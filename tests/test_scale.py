@@ -160,3 +160,21 @@ def test_clear_errors_for_bad_sources(tmp_path):
         list(scale.iter_batches(42))
     with pytest.raises(ValueError, match="batch_size"):
         list(scale.iter_batches(pd.DataFrame({"a": [1]}), batch_size=0))
+
+
+def test_a_run_above_the_sample_size_evaluates_on_a_sample_and_recommends_to_everyone(store):
+    """With more customers than ``sample_size`` the recommender is compared with the baselines
+    on a random sample (stated in the results) and every customer still gets recommendations."""
+    from segmentation.analysis import offers_stage, personas_stage, segments_stage, value_stage
+    from segmentation.params import RunParameters
+
+    params = RunParameters(as_of=AS_OF, sample_size=1000, n_boot=2)
+    seg, customers, _ = segments_stage(store, params)
+    _, customers = value_stage(store, params, customers)
+    _, customers, built = personas_stage(store, params, customers, seg)
+    section, _ = offers_stage(store, params, customers, built.summary)
+    evaluation = section["recommender_evaluation"]
+    assert section.scalars["evaluation_sample"] == 1000
+    assert 0 < evaluation["customers"].iloc[0] <= 1000  # held-out customers of the sample only
+    assert any("random 1,000 of the" in note for note in section.notes)
+    assert set(section["recommendations"]["customer_id"]) == set(customers.index)

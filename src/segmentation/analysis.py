@@ -262,11 +262,13 @@ def segments_stage(store: Store, params: RunParameters, *, previous_model: Any =
     table, model = result.table, result.model
     X = table[result.features]
     labels = {c: definitions.column_label(c) for c in result.features}
-    rules, fidelity = segments.surrogate_rules(model, X, feature_labels=labels, max_depth=3, random_state=params.random_state)
+    assigned = table["segment"].to_numpy()  # every customer's segment (above sample_size the model saw a sample)
+    rules, fidelity = segments.surrogate_rules(model, X, labels=assigned, feature_labels=labels, max_depth=3,
+                                               random_state=params.random_state)
     tables = {
         "rfm_summary": rfm.rfm_summary(table, table["rfm_segment"]),
         "segment_profile": segments.segment_profile(table, table["segment"]),
-        "explanation": segments.explain(model, X),
+        "explanation": segments.explain(model, X, labels=assigned),
         "features_used": pd.DataFrame({"feature": result.features}),
         "rules": rules.rename(columns={"customers": "matching_customers"}),
         "checks": pd.DataFrame(result.diagnostics.get("checks", []), columns=["check", "value", "threshold", "passed", "sentence"]),
@@ -437,7 +439,14 @@ def offers_stage(store: Store, params: RunParameters, customers: pd.DataFrame,
     tables["rules"] = shown.assign(antecedent=shown["antecedent"].map(" + ".join), consequent=shown["consequent"].map(" + ".join))
     segmented = tx[tx["customer_id"].isin(customers.index)]
     model = recommend.Recommender(n=params.n_recommendations, random_state=params.random_state)
-    evaluation = recommend.evaluation_table(segmented, recommender=model, k=params.n_recommendations, segments=customers["segment"])
+    tried = segmented
+    if len(customers) > params.sample_size:  # the evaluation on a random sample of customers (all their lines)
+        picked = np.random.default_rng(params.random_state).choice(len(customers), params.sample_size, replace=False)
+        tried = segmented[segmented["customer_id"].isin(customers.index[np.sort(picked)])]
+        scalars["evaluation_sample"] = int(params.sample_size)
+        notes.append(f"The recommender was compared with the baselines on a random {params.sample_size:,} of the "
+                     f"{len(customers):,} customers (all their purchases); the recommendations cover everyone.")
+    evaluation = recommend.evaluation_table(tried, recommender=model, k=params.n_recommendations, segments=customers["segment"])
     tables["recommender_evaluation"] = evaluation
     recs = model.fit(segmented, as_of, segments=customers["segment"], products=store.products).recommend(customers.index)
     tables["recommendations"] = recs.reset_index(drop=True)

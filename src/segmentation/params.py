@@ -146,7 +146,7 @@ PARAMETER_DOCS: dict[str, str] = {
     "k_min": "smallest number of segments tried by `auto`",
     "k_max": "largest number of segments tried by `auto`",
     "n_boot": "refits on subsamples with other seeds, per number of segments tried: they choose k and measure stability",
-    "sample_size": "above this many customers the model is fitted on a sample and every customer assigned in batches",
+    "sample_size": "above this many customers the segmentation is fitted, and the recommender compared with the baselines, on a random sample of this many customers (every customer is still assigned and gets recommendations)",
     "lapsing_after": "silence, in usual gaps between orders, after which a customer is *lapsing*",
     "lapsed_after": "silence, in usual gaps between orders, after which a customer is *lapsed*",
     "new_customer_days": "a customer whose first order is this recent is *new*",
