@@ -56,6 +56,7 @@ from typing import Any, NamedTuple
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from scipy.optimize import minimize
 from scipy.special import betaln, digamma, gammaln, hyp2f1
 from scipy.stats import norm
@@ -149,6 +150,26 @@ def compress_summary(summary: Any) -> Any:
     if isinstance(summary, pd.DataFrame):
         return summary.groupby(keys, sort=True).size().rename("weight").reset_index()
     return summary.group_by(keys).aggregate(weight=summary.count()).order_by(keys)
+
+
+def _distinct_rows(*columns: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    """The distinct rows of equal-length columns (sorted) and, for each row, the position of its
+    distinct row, so that ``[c[inverse] for c in distinct]`` gives the columns back.
+
+    The BG/NBD predictions of a customer depend on ``(frequency, recency, T)`` only, and at
+    millions of customers far fewer distinct rows than customers exist (one-time buyers differ
+    by their first purchase day only): evaluating them once per distinct row gives the same
+    numbers for a fraction of the hypergeometric evaluations. One lexsort, O(n log n).
+    """
+    n = len(columns[0])
+    order = np.lexsort(columns[::-1])
+    ordered = [c[order] for c in columns]
+    new = np.ones(n, dtype=bool)
+    for c in ordered:
+        new[1:] |= c[1:] != c[:-1]
+    inverse = np.empty(n, dtype=np.intp)
+    inverse[order] = np.cumsum(new) - 1
+    return [c[new] for c in ordered], inverse
 
 
 # --------------------------------------------------------------------------------------------
@@ -348,8 +369,8 @@ class BetaGeo:
 
         ``t`` a scalar gives a Series; ``t`` an array gives a (customers x len(t)) array.
         """
-        x, tx, T = _arrays(summary, "frequency", "recency", "T")
-        out = self._expected(self._p(), x, tx, T, np.atleast_1d(np.asarray(t, dtype="float64")))
+        distinct, inverse = _distinct_rows(*_arrays(summary, "frequency", "recency", "T"))
+        out = self._expected(self._p(), *distinct, np.atleast_1d(np.asarray(t, dtype="float64")))[inverse]
         return pd.Series(out[:, 0], index=summary.index, name="expected_purchases") if np.ndim(t) == 0 else out
 
     def expected_purchases_new(self, t: float | np.ndarray) -> np.ndarray:
@@ -534,24 +555,25 @@ def customer_value(summary: pd.DataFrame, bgf: BetaGeo, ggf: GammaGamma, *, hori
 
     Notes
     -----
-    Memory O(batch_size x periods); time O(customers x periods) evaluations of the
-    hypergeometric function.
+    Memory O(batch_size x periods); time O(distinct (frequency, recency, T) rows x periods)
+    evaluations of the hypergeometric function, each distinct row evaluated once.
     """
     periods, rate, attrs = _value_attrs(horizon_weeks, horizon_months, annual_discount_rate, time_unit)
     ends = _grid(periods)
     disc = (1 + rate) ** -ends
     batch = max(1, min(batch_size, 5_000_000 // len(ends)))
-    x, tx, T = _arrays(summary, "frequency", "recency", "T")
+    (x, tx, T), inverse = _distinct_rows(*_arrays(summary, "frequency", "recency", "T"))
     params = bgf._p()
-    clv = np.empty(len(summary))
-    purchases = np.empty(len(summary))
-    for start in range(0, len(summary), batch):  # batches, each fully vectorized
+    clv = np.empty(len(x))
+    purchases = np.empty(len(x))
+    for start in range(0, len(x), batch):  # batches of distinct (x, t_x, T) rows, each fully vectorized
         sl = slice(start, start + batch)
         cum = BetaGeo._expected(params, x[sl], tx[sl], T[sl], ends)
         purchases[sl] = cum[:, -1]
         clv[sl] = (np.diff(cum, axis=1, prepend=0.0) * disc).sum(axis=1)
+    clv = clv[inverse]
     out = pd.DataFrame(index=summary.index)
-    out["expected_purchases"] = purchases
+    out["expected_purchases"] = purchases[inverse]
     out["p_alive"] = bgf.probability_alive(summary)
     out["expected_avg_value"] = ggf.conditional_expected_value(summary)
     out["expected_spend"] = out["expected_purchases"] * out["expected_avg_value"]
@@ -963,19 +985,23 @@ def holdout_errors(ch: pd.DataFrame, bgf: BetaGeo) -> pd.DataFrame:
 def expected_orders_by_group(summary: pd.DataFrame, bgf: BetaGeo, ggf: GammaGamma, groups: pd.Series,
                              weeks: int = 12, periods_per_week: float = 1.0) -> pd.DataFrame:
     """Expected orders and revenue per group for each of the next ``weeks`` weeks (for stock
-    and staff planning). Columns: ``group, week, expected_orders, expected_revenue``."""
+    and staff planning). Columns: ``group, week, expected_orders, expected_revenue``.
+
+    The weekly expectations are computed once per distinct ``(frequency, recency, T)`` row and
+    summed per group through a (groups x distinct rows) matrix of customer counts and expected
+    order values: memory O(customers + distinct rows x weeks)."""
     ends = np.arange(0, weeks + 1) * periods_per_week
-    cum = bgf.expected_purchases(ends, summary)
-    per_week = np.diff(cum, axis=1)
-    value = ggf.conditional_expected_value(summary).to_numpy()[:, None]
-    g = groups.reindex(summary.index).to_numpy()
-    orders = pd.DataFrame(per_week, index=summary.index).groupby(g).sum()
-    revenue = pd.DataFrame(per_week * value, index=summary.index).groupby(g).sum()
-    out = orders.stack().rename("expected_orders").to_frame().join(revenue.stack().rename("expected_revenue"))
-    out.index.names = ["group", "week"]
-    out = out.reset_index()
-    out["week"] += 1
-    return out
+    (x, tx, T), inverse = _distinct_rows(*_arrays(summary, "frequency", "recency", "T"))
+    per_week = np.diff(BetaGeo._expected(bgf._p(), x, tx, T, ends), axis=1)
+    value = ggf.conditional_expected_value(summary).to_numpy()
+    codes, names = pd.factorize(groups.reindex(summary.index), sort=True)
+    keep = codes >= 0  # customers without a group are left out
+    cells = (codes[keep], inverse[keep])
+    shape = (len(names), len(x))
+    orders = sp.csr_matrix((np.ones(int(keep.sum())), cells), shape=shape) @ per_week
+    revenue = sp.csr_matrix((value[keep], cells), shape=shape) @ per_week
+    return pd.DataFrame({"group": np.repeat(names.to_numpy(), weeks), "week": np.tile(np.arange(1, weeks + 1), len(names)),
+                         "expected_orders": orders.ravel(), "expected_revenue": revenue.ravel()})
 
 
 def repeat_tracking(transactions, bgf: BetaGeo, calibration_end, holdout_end, *, time_unit: str = "W") -> pd.DataFrame:
@@ -995,19 +1021,21 @@ def repeat_tracking(transactions, bgf: BetaGeo, calibration_end, holdout_end, *,
     div = {"D": 1.0, "W": 7.0}[time_unit]
     t = _table(transactions)
     end = pd.Timestamp(holdout_end)
-    buys = t.filter((t.order_date < end.to_pydatetime()) & ~t.is_return)
-    days = to_pandas(buys.group_by(["customer_id", _days(buys.order_date).name("day")]).aggregate(n=buys.count()))
-    first = days.groupby("customer_id")["day"].transform("min")
-    cal_first = days.groupby("customer_id")["day"].min()
     cal_end_day = (pd.Timestamp(calibration_end) - pd.Timestamp(0)).days
-    cohort = cal_first[cal_first < cal_end_day]
-    keep = days["customer_id"].isin(cohort.index).to_numpy()
-    days, first = days[keep], first[keep]
-    start = cohort.min()
+    buys = t.filter((t.order_date < end.to_pydatetime()) & ~t.is_return)
+    days = buys.select("customer_id", day=_days(buys.order_date)).distinct()  # purchase days
+    days = days.mutate(first=days.day.min().over(group_by="customer_id"))
+    days = days.filter(days.first < cal_end_day)  # the cohort: first purchase before calibration_end
+    # customers per first purchase day and repeat purchase days per day: engine-side, a few rows per day
+    firsts, repeat = (to_pandas(d.group_by("day").aggregate(n=d.count()))
+                      for d in (days.filter(days.day == days.first), days.filter(days.day > days.first)))
+    start = firsts["day"].min()
     horizon = int(np.ceil(((end - pd.Timestamp(0)).days - start) / div))
-    repeat = days[(days["day"] > first).to_numpy()]
-    actual = np.bincount(((repeat["day"] - start) // div).astype(int), minlength=horizon)[:horizon].cumsum()
-    births = np.bincount(((cohort - start) // div).astype(int), minlength=horizon)[:horizon]
+
+    def per_period(counts: pd.DataFrame) -> np.ndarray:
+        return np.bincount(((counts["day"] - start) // div).astype(int), weights=counts["n"], minlength=horizon)[:horizon]
+
+    actual, births = per_period(repeat).cumsum(), per_period(firsts)
     grid = np.arange(1, horizon + 1)
     lag = grid[:, None] - np.arange(horizon)[None, :]  # t - s for every birth period s
     ex = np.where(lag > 0, bgf.expected_purchases_new(np.maximum(lag, 0)), 0.0)
