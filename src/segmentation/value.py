@@ -871,7 +871,7 @@ def _assess_parameters(bgf: BetaGeo, th: dict[str, float], add: Callable) -> Non
         worst = (ci["high"] / ci["low"]).idxmax()
         outcome = "rough" if ratio > th["max_interval_ratio"] else "usable"
         add("parameter precision", ratio, f"90% interval within a factor {th['max_interval_ratio']:g}", outcome,
-            f"Parameter {worst} is poorly determined (its 90% interval spans a factor {ratio:.0f})."
+            f"Parameter {worst} is poorly determined (its 90% interval spans a factor {ratio:,.0f})."
             if outcome == "rough" else "")
 
 
