@@ -178,3 +178,15 @@ def test_a_run_above_the_sample_size_evaluates_on_a_sample_and_recommends_to_eve
     assert 0 < evaluation["customers"].iloc[0] <= 1000  # held-out customers of the sample only
     assert any("random 1,000 of the" in note for note in section.notes)
     assert set(section["recommendations"]["customer_id"]) == set(customers.index)
+
+
+def test_batches_of_an_ibis_memtable():
+    """An Ibis table built from a DataFrame (a memtable) is streamed like any engine table: in
+    customer order, in batches of the asked size (its name must be registered first)."""
+    import ibis
+
+    connect()  # the default DuckDB backend
+    table = ibis.memtable(pd.DataFrame({"customer_id": ["c", "a", "b"], "x": [3.0, 1.0, 2.0]}))
+    batches = list(scale.iter_batches(table, batch_size=2))
+    assert [len(b) for b in batches] == [2, 1]
+    assert pd.concat(batches)["x"].to_dict() == {"a": 1.0, "b": 2.0, "c": 3.0}

@@ -348,12 +348,16 @@ def value_stage(store: Store, params: RunParameters, customers: pd.DataFrame) ->
     holdout = None
     cal_end = value.choose_calibration_end(first, as_of, holdout_weeks=params.holdout_weeks)
     bg = gg = None
+    large = len(summary) > params.sample_size
+
+    def fit_bgnbd(s: pd.DataFrame) -> Any:  # above sample_size on the distinct (x, t_x, T) rows: the same estimates
+        return value.BetaGeo().fit(value.compress_summary(s), sample_weight="weight") if large else value.BetaGeo().fit(s)
     if repeat_share >= value.VERDICT_THRESHOLDS["min_repeat_share"]:
         if cal_end is not None:
             ch = value.calibration_holdout(store.transactions, cal_end, as_of, time_unit="W")
             ch = ch.loc[ch.index.intersection(customers.index)]
             try:
-                bg_cal = value.BetaGeo().fit(ch)
+                bg_cal = fit_bgnbd(ch)
                 holdout = value.holdout_errors(ch, bg_cal)
                 tables["holdout"] = holdout
                 tables["conditional_expectations"] = value.conditional_expectations(ch, bg_cal)
@@ -362,8 +366,13 @@ def value_stage(store: Store, params: RunParameters, customers: pd.DataFrame) ->
             except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:  # a failed fit is a verdict, not a crash
                 notes.append(f"The model could not be checked on a holdout: {exc}.")
         try:
-            bg = value.BetaGeo().fit(summary)
-            gg = value.GammaGamma().fit(summary)
+            bg = fit_bgnbd(summary)
+            gg = value.GammaGamma().fit(summary.sample(n=params.sample_size, random_state=params.random_state)
+                                        if large else summary)
+            if large:
+                scalars["gg_sample"] = int(params.sample_size)
+                notes.append(f"The spend model was fitted on a random {params.sample_size:,} of the {len(summary):,} "
+                             "customers, the purchase model on all of them.")
         except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:
             notes.append(f"The lifetime model could not be fitted: {exc}.")
             bg = gg = None

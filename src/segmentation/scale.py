@@ -54,6 +54,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 from sklearn.base import clone
 
+from segmentation.features import _record_batches
 from segmentation.segments import Segmenter
 from segmentation.value import BetaGeo, GammaGamma, customer_value
 
@@ -110,16 +111,6 @@ def _wanted(columns: list[str], available) -> list[str]:
     return [c for c in dict.fromkeys(["customer_id", *columns]) if c in available]
 
 
-def _engine_batches(table: Any, batch_size: int) -> Iterator[pa.RecordBatch]:
-    """Stream an Ibis table's rows as Arrow record batches."""
-    import ibis
-
-    backend = ibis.get_backend(table)
-    if backend.name == "duckdb":  # ibis 12's to_pyarrow_batches calls a method DuckDB 2.0 removed
-        return iter(backend.con.sql(str(backend.compile(table))).to_arrow_reader(batch_size))
-    return iter(table.to_pyarrow_batches(chunk_size=batch_size))
-
-
 def iter_batches(source: Any, batch_size: int = DEFAULT_BATCH, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
     """Yield the source as pandas DataFrames of at most ``batch_size`` rows, indexed by
     ``customer_id`` when the source has that column.
@@ -141,7 +132,7 @@ def iter_batches(source: Any, batch_size: int = DEFAULT_BATCH, columns: list[str
         return
     if _is_ibis(source):
         t = source if columns is None else source.select(*_wanted(columns, source.columns))
-        batches: Iterator[pa.RecordBatch] = _engine_batches(_ordered(t), batch_size)
+        batches: Iterator[pa.RecordBatch] = _record_batches(_ordered(t), batch_size)  # memtables registered too
     else:
         dataset = pads.dataset(_path(source), format="parquet")
         cols = None if columns is None else _wanted(columns, dataset.schema.names)
