@@ -112,6 +112,30 @@ def test_predictions_behave(cdnow):
     assert len(plan) == 8 and (plan["expected_orders"] > 0).all()
 
 
+def test_predictions_once_per_distinct_row_equal_the_row_by_row_ones(cdnow):
+    """BG/NBD predictions are computed once per distinct (frequency, recency, T) row and spread
+    back to the customers: the same numbers as customer by customer, in the customers' order."""
+    from segmentation.value import _distinct_rows
+
+    (x, t), inverse = _distinct_rows(np.array([2.0, 1.0, 2.0, 1.0]), np.array([5.0, 3.0, 5.0, 4.0]))
+    assert x.tolist() == [1.0, 1.0, 2.0] and t.tolist() == [3.0, 4.0, 5.0] and inverse.tolist() == [2, 0, 2, 1]
+    _, summary = cdnow
+    bg, gg = BetaGeo().fit(summary), GammaGamma().fit(summary)
+    assert len(summary[["frequency", "recency", "T"]].drop_duplicates()) < 0.5 * len(summary)  # many shared rows
+    one = summary.iloc[:40]
+    each = pd.concat([customer_value(one.iloc[[i]], bg, gg) for i in range(len(one))])
+    pd.testing.assert_frame_equal(customer_value(summary, bg, gg).iloc[:40], each, check_exact=True)
+    row_by_row = np.vstack([bg.expected_purchases(np.array([4.0, 13.0]), one.iloc[[i]]) for i in range(len(one))])
+    assert (bg.expected_purchases(np.array([4.0, 13.0]), summary)[:40] == row_by_row).all()
+    groups = pd.Series(np.arange(len(summary)) % 3, index=summary.index)
+    plan = expected_orders_by_group(summary, bg, gg, groups, weeks=2).set_index(["group", "week"])
+    weekly = np.diff(bg.expected_purchases(np.array([0.0, 1.0, 2.0]), summary), axis=1)
+    value = gg.conditional_expected_value(summary).to_numpy()
+    for g in range(3):
+        np.testing.assert_allclose(plan.loc[g, "expected_orders"], weekly[groups == g].sum(axis=0), rtol=1e-12)
+        np.testing.assert_allclose(plan.loc[g, "expected_revenue"], (weekly * value[:, None])[groups == g].sum(axis=0), rtol=1e-12)
+
+
 def test_holdout_on_cdnow(cdnow):
     store, _ = cdnow
     ch = calibration_holdout(store.transactions, "1997-10-01", "1998-07-01")

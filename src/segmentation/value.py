@@ -164,7 +164,8 @@ def _distinct_rows(*columns: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
     n = len(columns[0])
     order = np.lexsort(columns[::-1])
     ordered = [c[order] for c in columns]
-    new = np.ones(n, dtype=bool)
+    new = np.zeros(n, dtype=bool)
+    new[:1] = True
     for c in ordered:
         new[1:] |= c[1:] != c[:-1]
     inverse = np.empty(n, dtype=np.intp)
