@@ -354,3 +354,16 @@ def test_rules_counted_in_the_engine_equal_the_in_memory_rules(groceries):
     assert top["antecedent"].nunique() == 5 and ("whole milk",) in set(top["antecedent"])
     with pytest.raises(ValueError, match="no column 'product_id'"):
         association_rules_in_engine(ibis.memtable(groceries), basket="transaction_id")
+
+
+def test_returned_since_bought_known_answer():
+    """Key 1: returned after its last purchase (gone); key 2: bought again after the return (back);
+    key 3: returned on the day of its last purchase (gone); key 4: returned, never bought (gone);
+    key 5: bought only."""
+    from segmentation.recommend import _returned_since_bought
+
+    key = np.array([1, 1, 2, 2, 3, 3, 4, 5])
+    date = np.array(["2025-01-01", "2025-01-05", "2025-01-01", "2025-01-09", "2025-01-03", "2025-01-03",
+                     "2025-01-02", "2025-01-02"], dtype="datetime64[us]")
+    is_buy = np.array([True, False, False, True, True, False, False, True])
+    assert _returned_since_bought(key, date, is_buy).tolist() == [1, 3, 4]

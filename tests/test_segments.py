@@ -331,6 +331,12 @@ def test_rules_are_plain_sentences_with_labels():
     tiny[:2] = 5
     rules, _ = surrogate_rules(seg, X, labels=tiny, max_depth=1)
     assert rules.set_index("segment").loc[5, "coverage"] == 0.0
+    # above sample_size the tree is fitted on a sample; the counts and fidelity are of every customer
+    whole, whole_fidelity = surrogate_rules(seg, X, labels=labels, max_depth=1, sample_size=n)
+    pd.testing.assert_frame_equal(whole, surrogate_rules(seg, X, labels=labels, max_depth=1)[0])
+    sampled, fidelity = surrogate_rules(seg, X, labels=labels, max_depth=1, sample_size=50)
+    assert sampled["customers"].sum() == n and fidelity == whole_fidelity == 1.0
+    assert sampled.set_index("segment").loc[1, "rule"] == "cat baby more than 26%"
 
 
 def test_options_and_bad_input():

@@ -119,7 +119,8 @@ def customer_inputs(store: Store, as_of: str | pd.Timestamp, *, use: str = "beha
         raise ValueError(f"use must be one of {USES}, got {use!r}")
     features = customer_features(store.transactions, as_of)
     allowed, excluded = privacy.consented(features.index, store.customers, "profiling")
-    features = features.loc[allowed]
+    if excluded:  # (a copy of the customer-sized table, only when someone is left out)
+        features = features.loc[allowed]
     demo = demographics(store.customers, as_of).reindex(features.index)
     parts = [features[behaviour_columns(features)]] if use in ("behaviour", "both") else []
     if use in ("demographics", "both"):
@@ -127,7 +128,7 @@ def customer_inputs(store: Store, as_of: str | pd.Timestamp, *, use: str = "beha
             raise ValueError(f"use={use!r} needs a customers table with age, region or household; "
                              "load one with the store or use='behaviour'")
         parts.append(encode_demographics(demo))
-    return features, demo, pd.concat(parts, axis=1), excluded
+    return features, demo, parts[0] if len(parts) == 1 else pd.concat(parts, axis=1), excluded
 
 
 def segment_customers(

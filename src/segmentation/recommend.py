@@ -143,6 +143,29 @@ def _sum_by_key(parts: list[tuple[np.ndarray, np.ndarray, str]], n_i: int) -> pd
     return out[out["score"].to_numpy() > 0].reset_index(drop=True)
 
 
+def _last_per_key(key: np.ndarray, date: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct keys (ascending) and the latest date of each."""
+    order = np.lexsort((date, key))
+    key, date = key[order], date[order]
+    last = np.r_[key[1:] != key[:-1], True] if len(key) else np.zeros(0, dtype=bool)
+    return key[last], date[last]
+
+
+def _returned_since_bought(key: np.ndarray, date: np.ndarray, is_buy: np.ndarray) -> np.ndarray:
+    """The keys (customer x item) whose last return is at or after their last purchase (or that
+    were never bought), ascending. Sorts the returns and the purchases of returned keys only:
+    O(n log m) for n lines and m return lines."""
+    returned, last_return = _last_per_key(key[~is_buy], date[~is_buy])
+    bought = is_buy & _sorted_isin(key, returned)
+    keys, last_buy = _last_per_key(key[bought], date[bought])
+    at = np.searchsorted(keys, returned)
+    found = at < len(keys)
+    found[found] = keys[at[found]] == returned[found]
+    never = np.array(np.datetime64("NaT"), dtype=last_return.dtype)
+    buy_date = np.where(found, last_buy[np.minimum(at, max(len(keys) - 1, 0))] if len(keys) else never, never)
+    return returned[~found | (last_return >= buy_date)]
+
+
 def _binary_matrix(row: np.ndarray, col: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
     m = sp.csr_matrix((np.ones(len(row), dtype=np.int32), (row, col)), shape=shape)
     m.data[:] = 1  # duplicates (row, col) summed by csr: back to 0/1
@@ -769,10 +792,8 @@ class Recommender(BaseEstimator):
         in_last = sp.csr_matrix(((o_date.to_numpy()[o] == last_date.to_numpy()[c]).astype(float), (c, i)), shape=(n_c, n_i))
         in_last.data = (in_last.data > 0).astype(float)
         # returned and not bought again since: last return at or after the last purchase of the item
-        event = pd.DataFrame({"key": cust_codes.astype(np.int64) * n_i + item_codes, "date": tx["order_date"].to_numpy(), "buy": is_buy})
-        last_event = event.groupby(["key", "buy"])["date"].max().unstack()
-        gone = last_event.index[last_event.get(False, pd.Series(pd.NaT, index=last_event.index)) >= last_event.get(True, pd.Series(pd.NaT, index=last_event.index)).fillna(pd.Timestamp.min.as_unit("us"))]
-        returned = _binary_matrix(*np.divmod(gone.to_numpy(), n_i), (n_c, n_i)).astype(float)
+        gone = _returned_since_bought(cust_codes.astype(np.int64) * n_i + item_codes, tx["order_date"].to_numpy(), is_buy)
+        returned = _binary_matrix(*np.divmod(gone, n_i), (n_c, n_i)).astype(float)
         habitual = n_orders.copy()
         habitual.data = (habitual.data >= self.habit_orders).astype(float)
         not_new = ((in_last + returned) > 0).astype(float)  # never suggested as new

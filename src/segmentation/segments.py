@@ -1106,9 +1106,10 @@ def _condition_sentence(label: str, feature: str, low: float | None, high: float
 
 def surrogate_rules(segmenter: Segmenter | TierSegmenter, X: pd.DataFrame, *,
                     labels: np.ndarray | pd.Series | None = None, feature_labels: Mapping[str, str] | None = None,
-                    max_depth: int = 3, random_state: int = 0) -> tuple[pd.DataFrame, float]:
+                    max_depth: int = 3, random_state: int = 0, sample_size: int | None = None) -> tuple[pd.DataFrame, float]:
     """Readable rules: a shallow decision tree on the raw model features that imitates the
-    segmentation, one plain sentence per leaf. O(n d max_depth log n).
+    segmentation, one plain sentence per leaf. O(n d max_depth log n) for the fit on n customers
+    (at most ``sample_size``), O(N max_depth) to place all N customers in the leaves.
 
     Parameters
     ----------
@@ -1123,6 +1124,10 @@ def surrogate_rules(segmenter: Segmenter | TierSegmenter, X: pd.DataFrame, *,
         without one is named by its column name with underscores as spaces.
     max_depth, random_state
         Of the decision tree (missing values filled with the column median).
+    sample_size : int, optional
+        With more customers than this, the tree is fitted on a random sample of this many
+        (seed ``random_state``); the leaf counts, coverage, precision and fidelity still count
+        every customer.
 
     Returns
     -------
@@ -1141,8 +1146,10 @@ def surrogate_rules(segmenter: Segmenter | TierSegmenter, X: pd.DataFrame, *,
     names = dict(feature_labels or {})
     features = segmenter.feature_names_in_
     data = X[features].astype("float64")
-    data = data.fillna(data.median()).fillna(0.0)
-    tree = DecisionTreeClassifier(max_depth=max_depth, random_state=random_state).fit(data, labels)
+    data = data.fillna(data.median()).fillna(0.0).to_numpy(dtype=np.float32)  # the tree's own precision, converted once
+    fit_on = (np.sort(np.random.default_rng(random_state).choice(len(data), sample_size, replace=False))
+              if sample_size is not None and len(data) > sample_size else slice(None))
+    tree = DecisionTreeClassifier(max_depth=max_depth, random_state=random_state).fit(data[fit_on], labels[fit_on])
     fidelity = float((tree.predict(data) == labels).mean())
     t = tree.tree_
     bounds: dict[int, dict[str, list]] = {0: {}}
