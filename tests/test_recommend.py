@@ -367,3 +367,23 @@ def test_returned_since_bought_known_answer():
                      "2025-01-02", "2025-01-02"], dtype="datetime64[us]")
     is_buy = np.array([True, False, False, True, True, False, False, True])
     assert _returned_since_bought(key, date, is_buy).tolist() == [1, 3, 4]
+
+
+def test_customers_in_batches_give_the_same_candidates_and_recommendations(monkeypatch):
+    """Candidates and rankings are computed for customers in batches (bounded memory at
+    millions of customers); any batch size gives the same candidates and recommendations."""
+    from segmentation import recommend
+    from segmentation.synthetic import generate_store
+
+    tx = generate_store(300, random_state=5)["transactions"]
+    customers = pd.Index(tx["customer_id"].unique(), dtype="string")
+    segments = pd.Series(np.arange(len(customers)) % 3, index=customers)
+    whole = Recommender(n=5, random_state=2).fit(tx, "2026-01-01", segments=segments)
+    expected = whole.recommend(list(customers[::-1]) + ["unknown"])
+    monkeypatch.setattr(recommend, "_BATCH", 7)
+    batched = Recommender(n=5, random_state=2).fit(tx, "2026-01-01", segments=segments)
+    pd.testing.assert_frame_equal(batched.candidates_, whole.candidates_)
+    got = batched.recommend(list(customers[::-1]) + ["unknown"])
+    pd.testing.assert_frame_equal(got, expected)
+    assert got.groupby("customer_id")["rank"].apply(lambda r: r.tolist() == list(range(1, len(r) + 1))).all()
+    assert got.loc[got["customer_id"] == "unknown", "source"].eq("popular").all()

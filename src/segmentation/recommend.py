@@ -77,6 +77,8 @@ REC_COLUMNS = ["customer_id", "rank", "product_id", "score", "reason", "source"]
 TX_COLUMNS = ["customer_id", "order_id", "order_date", "product_id", "quantity"]
 #: Candidates kept per customer and per source before mixing (bounds memory at O(customers x 200)).
 _CANDIDATES = 200
+#: Customers whose candidates are computed (and ranked) together: memory O(batch x candidates).
+_BATCH = 250_000
 
 
 # --------------------------------------------------------------------------------------------
@@ -138,8 +140,9 @@ def _sum_by_key(parts: list[tuple[np.ndarray, np.ndarray, str]], n_i: int) -> pd
     starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.zeros(0, dtype=np.int64)
     score = np.add.reduceat(value, starts) if len(key) else np.zeros(0)
     customer, item = np.divmod(key[starts], n_i)
-    names = np.array([name for _, _, name in parts], dtype=object)
-    out = pd.DataFrame({"customer": customer, "item": item, "score": score, "source": names[source[starts]]})
+    names = [name for _, _, name in parts]
+    out = pd.DataFrame({"customer": customer, "item": item, "score": score,
+                        "source": pd.Categorical.from_codes(source[starts], categories=names)})
     return out[out["score"].to_numpy() > 0].reset_index(drop=True)
 
 
@@ -821,20 +824,26 @@ class Recommender(BaseEstimator):
         seg_rows, seg_items = np.nonzero(seg_share > 0)
         top = _top_per_row(seg_rows, seg_share[seg_rows, seg_items], _CANDIDATES, tiebreak=seg_items)  # best first per segment
 
-        parts = []
-        for source, matrix, weight, excluded in (
-            ("buy_again", buy_again, self.buy_again_weight, no_buy_again),
-            ("co_purchase", co_purchase, self.co_purchase_weight, not_new),
-        ):
-            m = (matrix - matrix.multiply(excluded)).tocoo()
-            m.eliminate_zeros()
-            cut = _top_per_row(m.row, m.data, _CANDIDATES, tiebreak=m.col) if source != "buy_again" else np.arange(m.nnz)
-            parts.append((m.row[cut].astype(np.int64) * n_i + m.col[cut], weight * m.data[cut], source))
-        not_new = not_new.tocoo()
-        parts.append(self._segment_candidates(seg_codes, seg_rows[top], seg_items[top], seg_share[seg_rows[top], seg_items[top]],
-                                              np.unique(np.concatenate([k for k, _, _ in parts])),
-                                              np.sort(not_new.row.astype(np.int64) * n_i + not_new.col), n_i))
-        self.candidates_ = _sum_by_key(parts, n_i)
+        lists = (seg_rows[top], seg_items[top], seg_share[seg_rows[top], seg_items[top]])
+        batches = []
+        for start in range(0, n_c, _BATCH):  # every candidate depends on its customer only: customers in batches
+            rows = slice(start, start + _BATCH)
+            parts = []
+            for source, matrix, weight, excluded in (
+                ("buy_again", buy_again, self.buy_again_weight, no_buy_again),
+                ("co_purchase", co_purchase, self.co_purchase_weight, not_new),
+            ):
+                m = (matrix[rows] - matrix[rows].multiply(excluded[rows])).tocoo()
+                m.eliminate_zeros()
+                cut = _top_per_row(m.row, m.data, _CANDIDATES, tiebreak=m.col) if source != "buy_again" else np.arange(m.nnz)
+                parts.append((m.row[cut].astype(np.int64) * n_i + m.col[cut], weight * m.data[cut], source))
+            blocked = not_new[rows].tocoo()
+            parts.append(self._segment_candidates(seg_codes[rows], *lists, np.unique(np.concatenate([k for k, _, _ in parts])),
+                                                  np.sort(blocked.row.astype(np.int64) * n_i + blocked.col), len(seg_labels), n_i))
+            batch = _sum_by_key(parts, n_i)
+            batch["customer"] += start
+            batches.append(batch)
+        self.candidates_ = pd.concat(batches, ignore_index=True)
 
         self.customers_, self.items_ = pd.Index(customers, name="customer_id"), pd.Index(items, name="product_id")
         self.similarity_, self.profile_, self.as_of_ = similarity, profile, as_of
@@ -855,9 +864,10 @@ class Recommender(BaseEstimator):
 
     def _segment_candidates(self, seg_codes: np.ndarray, list_segment: np.ndarray, list_item: np.ndarray,
                             list_share: np.ndarray, personal: np.ndarray, excluded: np.ndarray,
-                            n_i: int) -> tuple[np.ndarray, np.ndarray, str]:
+                            n_seg: int, n_i: int) -> tuple[np.ndarray, np.ndarray, str]:
         """The "customers like you" candidates each customer's top ``n`` can need, as
-        ``(key, value, "segment")`` with ``key = customer * n_items + item``.
+        ``(key, value, "segment")`` with ``key = customer * n_items + item`` (``customer``: the
+        position in ``seg_codes``; ``n_seg`` segments, whose lists are ``list_*``).
 
         Every customer could take all of its segment's list (``_CANDIDATES`` items, best
         first), which is O(customers x 200) rows. Only these can reach a customer's top ``n``:
@@ -867,7 +877,6 @@ class Recommender(BaseEstimator):
         only. So each customer takes the list up to position ``n`` + (its personal or excluded
         items on the list), which gives the same top ``n`` with O(customers x n) rows.
         """
-        n_seg = int(seg_codes.max()) + 1 if len(seg_codes) else 0
         share = np.zeros((n_seg, n_i))
         share[list_segment, list_item] = list_share
         starts = np.searchsorted(list_segment, np.arange(n_seg + 1))  # list of segment s: starts[s]:starts[s + 1]
@@ -936,17 +945,24 @@ class Recommender(BaseEstimator):
         n = self.n if n is None else n
         wanted = self.customers_ if customers is None else pd.Index(pd.Series(list(customers), dtype="string").unique(), name="customer_id")
         codes = self.customers_.get_indexer(wanted)
-        cand = self.candidates_[np.isin(self.candidates_["customer"].to_numpy(), codes[codes >= 0])]
+        chosen = np.unique(codes[codes >= 0])
+        cand = self.candidates_
         cust, item, score = cand["customer"].to_numpy(), cand["item"].to_numpy(), cand["score"].to_numpy()
-        keep = _top_per_row(cust, score, n, tiebreak=self.tiebreak_[item])
+        rows = np.flatnonzero(_sorted_isin(cust, chosen))  # the candidates are sorted by customer
+        bounds = np.r_[np.searchsorted(cust[rows], chosen[::_BATCH]), len(rows)]
+        keep = np.concatenate([np.zeros(0, dtype=np.intp)] + [  # customers in batches, each ranked best first
+            rows[lo:hi][_top_per_row(cust[rows[lo:hi]], score[rows[lo:hi]], n, tiebreak=self.tiebreak_[item[rows[lo:hi]]])]
+            for lo, hi in zip(bounds[:-1], bounds[1:])])
+        first = np.r_[True, cust[keep][1:] != cust[keep][:-1]]
         known = pd.DataFrame({"customer_id": self.customers_[cust[keep]], "product_id": self.items_[item[keep]],
-                              "score": score[keep], "source": cand["source"].to_numpy()[keep]})
+                              "score": score[keep], "source": np.asarray(cand["source"])[keep],
+                              "rank": np.arange(len(keep)) - np.maximum.accumulate(np.where(first, np.arange(len(keep)), 0)) + 1})
         cold = wanted[codes < 0]
         k = min(n, len(self.popular_))
         unknown = pd.DataFrame({"customer_id": np.repeat(cold.to_numpy(), k), "product_id": np.tile(self.items_[self.popular_[:k]], len(cold)),
-                                "score": np.tile(self.popular_share_[:k], len(cold)), "source": "popular"})
+                                "score": np.tile(self.popular_share_[:k], len(cold)), "source": "popular",
+                                "rank": np.tile(np.arange(1, k + 1), len(cold))})
         recs = pd.concat([known, unknown], ignore_index=True).astype({"customer_id": "string", "product_id": "string"})
-        recs["rank"] = recs.groupby("customer_id", sort=False).cumcount() + 1
         recs["reason"] = recs["source"].map(REASONS)
         co = (recs["source"] == "co_purchase").to_numpy()
         recs.loc[co, "reason"] = "often bought with " + self._seed_item(recs.loc[co, "customer_id"], recs.loc[co, "product_id"]).to_numpy()
