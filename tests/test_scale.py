@@ -190,3 +190,13 @@ def test_batches_of_an_ibis_memtable():
     batches = list(scale.iter_batches(table, batch_size=2))
     assert [len(b) for b in batches] == [2, 1]
     assert pd.concat(batches)["x"].to_dict() == {"a": 1.0, "b": 2.0, "c": 3.0}
+
+
+def test_isin_compares_ids_as_text():
+    """Membership through Arrow's hash set, with pandas' answers: any list-like of ids, numbers
+    compared as their text, missing ids never members of a set without them."""
+    values = pd.Series(["C1", "C2", None, "C3"], dtype="str")
+    assert scale.isin(values, pd.Index(["C3", "C1"])).tolist() == [True, False, False, True]
+    assert scale.isin(values, ["C2"]).tolist() == values.isin(["C2"]).tolist()
+    assert scale.isin(pd.Index([10, 20]), ["20"]).tolist() == [False, True]
+    assert scale.isin([], ["C1"]).tolist() == []

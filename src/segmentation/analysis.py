@@ -251,7 +251,7 @@ def segments_stage(store: Store, params: RunParameters, *, previous_model: Any =
     """Features, RFM and segments (report 02): behavioural clusters when they reproduce, else the
     value x status tiers, with the diagnostics that say which and why. Returns the section, the
     first version of the per-customer table and the fitted model."""
-    from segmentation import pipeline, privacy, rfm, segments
+    from segmentation import pipeline, privacy, rfm, scale, segments
 
     result = pipeline.segment_customers(
         store, params.analysis_date, random_state=params.random_state, n_clusters=params.n_clusters,
@@ -306,7 +306,7 @@ def segments_stage(store: Store, params: RunParameters, *, previous_model: Any =
     customers = table.copy(deep=False)  # copy-on-write: new columns only, no copy of the customer-sized data
     customers["consent_profiling"] = True  # only customers who consented are segmented
     allowed, _ = privacy.consented(customers.index, store.customers, "marketing")
-    customers["consent_marketing"] = customers.index.isin(allowed)
+    customers["consent_marketing"] = scale.isin(customers.index, allowed)
     customers["status"] = definitions.customer_status(customers, lapsing_after=params.lapsing_after, lapsed_after=params.lapsed_after)
     customers["repeat_buyer"] = definitions.is_repeat_buyer(customers)
     customers["new_customer"] = definitions.is_new_customer(customers, new_customer_days=params.new_customer_days)
@@ -428,7 +428,7 @@ def offers_stage(store: Store, params: RunParameters, customers: pd.DataFrame,
                  personas_summary: pd.DataFrame) -> tuple[Section, pd.DataFrame]:
     """Co-purchase rules, recommender evaluation and recommendations, promotions, lists, loyalty
     tiers and key dates (report 06)."""
-    from segmentation import offers, recommend
+    from segmentation import offers, recommend, scale
 
     as_of, n = params.analysis_date, params.min_group_size
     tables: dict[str, pd.DataFrame] = {}
@@ -450,14 +450,14 @@ def offers_stage(store: Store, params: RunParameters, customers: pd.DataFrame,
              if store.products is not None and "name" in store.products.columns else None)
     shown = recommend.rule_labels(rules.sort_values(["lift", "support"], ascending=False).head(50), names)
     tables["rules"] = shown.assign(antecedent=shown["antecedent"].map(" + ".join), consequent=shown["consequent"].map(" + ".join))
-    member = _isin(tx["customer_id"], customers.index)
+    member = scale.isin(tx["customer_id"], customers.index)
     segmented = tx if member.all() else tx[member]  # millions of lines: copied only when someone is left out
     del tx
     model = recommend.Recommender(n=params.n_recommendations, random_state=params.random_state)
     tried = segmented
     if large:  # the evaluation on a random sample of customers (all their lines)
         picked = np.random.default_rng(params.random_state).choice(len(customers), params.sample_size, replace=False)
-        tried = segmented[_isin(segmented["customer_id"], customers.index[np.sort(picked)])]
+        tried = segmented[scale.isin(segmented["customer_id"], customers.index[np.sort(picked)])]
         scalars["evaluation_sample"] = int(params.sample_size)
         notes.append(f"The recommender was compared with the baselines on a random {params.sample_size:,} of the "
                      f"{len(customers):,} customers (all their purchases); the recommendations cover everyone.")
@@ -485,30 +485,21 @@ def offers_stage(store: Store, params: RunParameters, customers: pd.DataFrame,
     tables["loyalty_tiers"] = offers.loyalty_tier_table(customers, min_group_size=n)
     lists = {"offer": (offer_customers, offer_left_out)}
     lists["win-back"] = offers.win_back_list(customers, consents=store.customers)
-    customers["win_back"] = customers.index.isin(lists["win-back"][0]["customer_id"])
+    customers["win_back"] = scale.isin(customers.index, lists["win-back"][0]["customer_id"])
     if store.customers is not None and {"age_band", "birth_date"} & set(store.customers.columns):
         lists["senior discount"] = offers.senior_discount_list(store.customers, as_of)
-        customers["senior_discount"] = customers.index.isin(lists["senior discount"][0]["customer_id"])
+        customers["senior_discount"] = scale.isin(customers.index, lists["senior discount"][0]["customer_id"])
     if store.customers is not None and {"birth_date", "signup_date"} & set(store.customers.columns):
         lists["key dates"] = offers.upcoming_key_dates(store.customers, as_of, days=params.key_date_days)
         key_dates = lists["key dates"][0]
-        key_dates = key_dates[key_dates["customer_id"].isin(customers.index)]
-        customers["key_date"] = customers.index.isin(key_dates["customer_id"])
+        key_dates = key_dates[scale.isin(key_dates["customer_id"], customers.index)]
+        customers["key_date"] = scale.isin(customers.index, key_dates["customer_id"])
         week = key_dates["date"].dt.to_period("W").dt.start_time.rename("week")
         tables["key_dates"] = pd.crosstab(week, key_dates["event"])
     else:
         notes.append("No birth or signup dates in this data: key dates cannot be listed.")
     tables["eligibility"] = offers.list_summary(lists)
     return Section(tables=tables, scalars=scalars, notes=notes), customers
-
-
-def _isin(values: pd.Series, keys: pd.Index) -> np.ndarray:
-    """``values.isin(keys)`` through Arrow's hash set (pandas' ``isin`` on Arrow strings builds
-    a Python list of the keys: 16 s for 3.4M customer ids)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    return pc.is_in(pa.array(values), value_set=pa.array(keys, type=pa.string())).to_numpy(zero_copy_only=False)
 
 
 # ---------------------------------------------------------------------------- journey

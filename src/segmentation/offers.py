@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from segmentation import definitions
+from segmentation import definitions, scale
 from segmentation.features import demographics
 from segmentation.privacy import consented
 from segmentation.schema import rules_table
@@ -138,8 +138,8 @@ def _consents(ids: pd.Index, consents: pd.DataFrame | None) -> tuple[np.ndarray,
         if "customer_id" not in consents.columns:
             consents = consents.rename_axis("customer_id").reset_index()
         consents = consents[[c for c in ("customer_id", "consent_profiling", "consent_marketing") if c in consents.columns]]
-    profiling = ids.isin(consented(ids, consents, "profiling")[0])
-    marketing = ids.isin(consented(ids, consents, "marketing")[0])
+    profiling = scale.isin(ids, consented(ids, consents, "profiling")[0])
+    marketing = scale.isin(ids, consented(ids, consents, "marketing")[0])
     return profiling, marketing
 
 
@@ -153,7 +153,7 @@ def _contactable(table: pd.DataFrame, consents: pd.DataFrame | None) -> tuple[pd
     ids = pd.Index(table["customer_id"].astype("string").unique())
     profiling, marketing = _consents(ids, consents)
     ok = ids[profiling & marketing]
-    out = table[table["customer_id"].astype("string").isin(ok)].reset_index(drop=True)
+    out = table[scale.isin(table["customer_id"], ok)].reset_index(drop=True)
     return out.astype({"customer_id": "string"}), _left_out(profiling, marketing)
 
 

@@ -934,7 +934,8 @@ class Recommender(BaseEstimator):
         -------
         DataFrame
             ``customer_id, rank (1 = best), product_id, score, reason, source`` (source is one
-            of ``buy_again, co_purchase, segment, popular``).
+            of ``buy_again, co_purchase, segment, popular``; ``reason`` and ``source`` are
+            categoricals, a few bytes a row however many customers).
 
         Notes
         -----
@@ -948,24 +949,36 @@ class Recommender(BaseEstimator):
         chosen = np.unique(codes[codes >= 0])
         cand = self.candidates_
         cust, item, score = cand["customer"].to_numpy(), cand["item"].to_numpy(), cand["score"].to_numpy()
-        rows = np.flatnonzero(_sorted_isin(cust, chosen))  # the candidates are sorted by customer
-        bounds = np.r_[np.searchsorted(cust[rows], chosen[::_BATCH]), len(rows)]
+        rows = np.arange(len(cust)) if len(chosen) == len(self.customers_) else np.flatnonzero(_sorted_isin(cust, chosen))
+        bounds = np.r_[np.searchsorted(cust[rows], chosen[::_BATCH]), len(rows)]  # (candidates_ is sorted by customer)
         keep = np.concatenate([np.zeros(0, dtype=np.intp)] + [  # customers in batches, each ranked best first
             rows[lo:hi][_top_per_row(cust[rows[lo:hi]], score[rows[lo:hi]], n, tiebreak=self.tiebreak_[item[rows[lo:hi]]])]
             for lo, hi in zip(bounds[:-1], bounds[1:])])
         first = np.r_[True, cust[keep][1:] != cust[keep][:-1]]
-        known = pd.DataFrame({"customer_id": self.customers_[cust[keep]], "product_id": self.items_[item[keep]],
-                              "score": score[keep], "source": np.asarray(cand["source"])[keep],
-                              "rank": np.arange(len(keep)) - np.maximum.accumulate(np.where(first, np.arange(len(keep)), 0)) + 1})
         cold = wanted[codes < 0]
         k = min(n, len(self.popular_))
-        unknown = pd.DataFrame({"customer_id": np.repeat(cold.to_numpy(), k), "product_id": np.tile(self.items_[self.popular_[:k]], len(cold)),
-                                "score": np.tile(self.popular_share_[:k], len(cold)), "source": "popular",
-                                "rank": np.tile(np.arange(1, k + 1), len(cold))})
-        recs = pd.concat([known, unknown], ignore_index=True).astype({"customer_id": "string", "product_id": "string"})
-        recs["reason"] = recs["source"].map(REASONS)
-        co = (recs["source"] == "co_purchase").to_numpy()
-        recs.loc[co, "reason"] = "often bought with " + self._seed_item(recs.loc[co, "customer_id"], recs.loc[co, "product_id"]).to_numpy()
+        # columns built from codes (millions of rows: no Python string per row); source and reason as categoricals
+        sources = list(REASONS)  # the candidates' sources, then "popular" for the unknown customers
+        candidate_source = cand["source"].array
+        source = np.r_[np.array([sources.index(c) for c in candidate_source.categories])[candidate_source.codes[keep]],
+                       np.full(len(cold) * k, sources.index("popular"))]
+        recs = pd.DataFrame({
+            "customer_id": pd.concat([pd.Series(self.customers_[cust[keep]], dtype="string"),
+                                      pd.Series(np.repeat(cold.to_numpy(), k), dtype="string")], ignore_index=True),
+            "product_id": pd.Series(self.items_[np.r_[item[keep], np.tile(self.popular_[:k], len(cold))]], dtype="string"),
+            "score": np.r_[score[keep], np.tile(self.popular_share_[:k], len(cold))],
+            "source": pd.Categorical.from_codes(source, categories=sources),
+            "rank": np.r_[np.arange(len(keep)) - np.maximum.accumulate(np.where(first, np.arange(len(keep)), 0)) + 1,
+                          np.tile(np.arange(1, k + 1), len(cold))],
+        })
+        reasons, reason = pd.Index(list(REASONS.values()), dtype=object), source
+        co = source == sources.index("co_purchase")
+        if co.any():  # "often bought with <the customer's item contributing most>"
+            said = ("often bought with " + self._seed_item(recs.loc[co, "customer_id"], recs.loc[co, "product_id"])).to_numpy(dtype=object)
+            reasons = reasons.append(pd.Index(said, dtype=object)).dropna().drop_duplicates()
+            reason = source.copy()
+            reason[co] = reasons.get_indexer(said)
+        recs["reason"] = pd.Categorical.from_codes(reason, categories=reasons)
         return recs[REC_COLUMNS]
 
     def _seed_item(self, customer_id: pd.Series, product_id: pd.Series) -> pd.Series:
