@@ -100,7 +100,9 @@ def _purchases(transactions: pd.DataFrame, as_of: str | pd.Timestamp) -> tuple[p
     as_of = pd.Timestamp(as_of)
     tx = transactions[TX_COLUMNS].astype({"customer_id": "string", "order_id": "string", "product_id": "string", "quantity": "float64"})
     tx["order_date"] = pd.to_datetime(tx["order_date"])
-    tx = tx[tx["order_date"] < as_of]
+    before = (tx["order_date"] < as_of).to_numpy()
+    if not before.all():  # (millions of lines: no copy when every line is before as_of)
+        tx = tx[before]
     if not (tx["quantity"] > 0).any():
         raise ValueError(f"transactions has no purchase (quantity > 0) before as_of={as_of.date()}; choose a later as_of.")
     return tx, as_of
@@ -772,15 +774,15 @@ class Recommender(BaseEstimator):
             ``product_id, name``: names used in "often bought with <name>".
         """
         tx, as_of = _purchases(transactions, as_of)
-        buys = tx[tx["quantity"] > 0]
         cust_codes, customers = pd.factorize(tx["customer_id"])
         item_codes, items = pd.factorize(tx["product_id"])
         is_buy = (tx["quantity"] > 0).to_numpy()
+        buy_date = tx["order_date"].to_numpy()[is_buy]
         n_c, n_i = len(customers), len(items)
         c_b, i_b = cust_codes[is_buy], item_codes[is_buy]
-        o_codes, _ = pd.factorize(buys["order_id"])
+        o_codes, _ = pd.factorize(tx["order_id"].array[is_buy])
         # order weight and each customer's last order date
-        o_date = pd.Series(buys["order_date"].to_numpy()).groupby(o_codes).max()
+        o_date = pd.Series(buy_date).groupby(o_codes).max()
         age = (as_of - o_date).dt.total_seconds().to_numpy() / 86400.0
         o_weight = 0.5 ** (age / self.half_life_days)
         o_cust = pd.Series(c_b).groupby(o_codes).first().to_numpy()
@@ -815,7 +817,7 @@ class Recommender(BaseEstimator):
         co_purchase = (profile @ similarity).tocsr()
         # segment popularity over the window
         seg_codes, seg_labels = self._segment_codes(customers, segments)
-        recent = buys["order_date"].to_numpy() >= (as_of - pd.Timedelta(days=self.window_days)) if self.window_days else np.ones(len(c_b), bool)
+        recent = buy_date >= (as_of - pd.Timedelta(days=self.window_days)) if self.window_days else np.ones(len(c_b), bool)
         bought = _binary_matrix(c_b[recent], i_b[recent], (n_c, n_i)).astype(float)
         overall = np.asarray(bought.sum(axis=0)).ravel() / n_c
         member = sp.csr_matrix((np.ones(n_c), (seg_codes, np.arange(n_c))), shape=(len(seg_labels), n_c))

@@ -667,8 +667,9 @@ def value_intervals(summary: pd.DataFrame, bgf: BetaGeo, ggf: GammaGamma | None,
     most five earlier points (every two months for a 12-month horizon). A group's interval is
     its exact point value times the quantiles of (draw total / point total) computed on that
     grid and sample, so grid and sampling cancel in the point value and nearly cancel in the
-    ratio. Cost O(n_draws x min(customers, max_customers x groups) x 6) hypergeometric
-    evaluations (about a microsecond each); memory O(customers x 6).
+    ratio. Cost O(n_draws x d x 6) hypergeometric evaluations (about a microsecond each), d the
+    distinct ``(frequency, recency, T)`` rows among the min(customers, max_customers x groups)
+    sampled; memory O(customers x 6).
     """
     if n_draws < 2:
         raise ValueError(f"n_draws must be at least 2, got {n_draws}")
@@ -710,8 +711,10 @@ def value_intervals(summary: pd.DataFrame, bgf: BetaGeo, ggf: GammaGamma | None,
             gg_point = tuple(ggf.params_[k] for k in ("p", "q", "gamma"))
             gg_draws = _draw_params(dict(zip(("p", "q", "gamma"), gg_point)), ggf.covariance_, n_draws, rng)
 
+        distinct, inverse = _distinct_rows(x, tx, T)  # E[X(t)] once per distinct (x, t_x, T) row of the sample
+
         def totals(bg_params, gg_params) -> list[np.ndarray]:
-            cum = BetaGeo._expected(bg_params, x, tx, T, ends)
+            cum = BetaGeo._expected(bg_params, *distinct, ends)[inverse]
             out = [np.bincount(c, weights=cum[:, -1], minlength=n_g)]
             if gg_params is not None:
                 dclv = (np.diff(cum, axis=1, prepend=0.0) * disc).sum(axis=1) * GammaGamma._value(gg_params, x, m)
