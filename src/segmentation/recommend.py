@@ -825,6 +825,8 @@ class Recommender(BaseEstimator):
         seg_share = ((member @ bought).toarray() + self.smoothing * overall) / (seg_size + self.smoothing)[:, None]
         seg_rows, seg_items = np.nonzero(seg_share > 0)
         top = _top_per_row(seg_rows, seg_share[seg_rows, seg_items], _CANDIDATES, tiebreak=seg_items)  # best first per segment
+        # the arrays of lines are done with: released before the candidates (millions of lines)
+        del tx, cust_codes, item_codes, is_buy, buy_date, c_b, i_b, o_codes, key, ci, o, c, i, recent, bought
 
         lists = (seg_rows[top], seg_items[top], seg_share[seg_rows[top], seg_items[top]])
         batches = []
