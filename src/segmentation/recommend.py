@@ -948,7 +948,8 @@ class Recommender(BaseEstimator):
         if not hasattr(self, "candidates_"):
             raise RuntimeError("Recommender is not fitted: call fit(transactions, as_of) first.")
         n = self.n if n is None else n
-        wanted = self.customers_ if customers is None else pd.Index(pd.Series(list(customers), dtype="string").unique(), name="customer_id")
+        ids = customers if isinstance(customers, (pd.Index, pd.Series, np.ndarray)) else list(customers or [])
+        wanted = self.customers_ if customers is None else pd.Index(pd.array(ids, dtype="string").unique(), name="customer_id")
         codes = self.customers_.get_indexer(wanted)
         chosen = np.unique(codes[codes >= 0])
         cand = self.candidates_
