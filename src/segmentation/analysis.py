@@ -463,7 +463,9 @@ def offers_stage(store: Store, params: RunParameters, customers: pd.DataFrame,
                      f"{len(customers):,} customers (all their purchases); the recommendations cover everyone.")
     evaluation = recommend.evaluation_table(tried, recommender=model, k=params.n_recommendations, segments=customers["segment"])
     tables["recommender_evaluation"] = evaluation
-    recs = model.fit(segmented, as_of, segments=customers["segment"], products=store.products).recommend(customers.index)
+    model.fit(segmented, as_of, segments=customers["segment"], products=store.products)
+    del segmented, tried  # the lines are done with before the list of recommendations is built
+    recs = model.recommend(customers.index)
     tables["recommendations"] = recs.reset_index(drop=True)
     scalars["exclusions"] = {k: int(v) for k, v in model.exclusions_.items()}
     persona = customers["persona"]
