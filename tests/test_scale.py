@@ -200,3 +200,11 @@ def test_isin_compares_ids_as_text():
     assert scale.isin(values, ["C2"]).tolist() == values.isin(["C2"]).tolist()
     assert scale.isin(pd.Index([10, 20]), ["20"]).tolist() == [False, True]
     assert scale.isin([], ["C1"]).tolist() == []
+
+
+def test_position_in_is_get_indexer():
+    """Positions of ids among keys through Arrow, -1 when absent: pandas' get_indexer."""
+    keys = pd.Index(["C1", "C2", "C3"], dtype="string")
+    values = pd.Index(["C3", "C9", "C1"], dtype="string")
+    assert scale.position_in(values, keys).tolist() == keys.get_indexer(values).tolist() == [2, -1, 0]
+    assert scale.position_in(pd.Index([], dtype="string"), keys).tolist() == []

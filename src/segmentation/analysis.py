@@ -468,6 +468,7 @@ def offers_stage(store: Store, params: RunParameters, customers: pd.DataFrame,
     recs = model.recommend(customers.index)
     tables["recommendations"] = recs.reset_index(drop=True)
     scalars["exclusions"] = {k: int(v) for k, v in model.exclusions_.items()}
+    del model, recs  # the fitted candidates (O(customers x n)) are not needed by the plans and lists
     persona = customers["persona"]
     promotions = offers.promotion_plan(customers, persona, min_group_size=n)
     tables["promotion_plan"] = promotions

@@ -44,6 +44,8 @@ import scipy.sparse as sp
 from matplotlib.figure import Figure
 from sklearn.base import BaseEstimator
 
+from segmentation import scale
+
 if TYPE_CHECKING:
     import ibis.expr.types as ir
 
@@ -950,7 +952,7 @@ class Recommender(BaseEstimator):
         n = self.n if n is None else n
         ids = customers if isinstance(customers, (pd.Index, pd.Series, np.ndarray)) else list(customers or [])
         wanted = self.customers_ if customers is None else pd.Index(pd.array(ids, dtype="string").unique(), name="customer_id")
-        codes = self.customers_.get_indexer(wanted)
+        codes = scale.position_in(wanted, self.customers_)
         chosen = np.unique(codes[codes >= 0])
         cand = self.candidates_
         cust, item, score = cand["customer"].to_numpy(), cand["item"].to_numpy(), cand["score"].to_numpy()
