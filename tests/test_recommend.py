@@ -309,7 +309,10 @@ def test_beats_baselines_on_instacart(shared_data):
     assert table.attrs["note"].startswith("On the last orders of 592 customers")
     again = evaluation_table(tx, recommender=Recommender(habit_orders=1, half_life_days=30), k=10, random_state=3)
     pd.testing.assert_frame_equal(table, again)
-    assert plot_evaluation(table).axes[0].get_legend() is not None
+    ax = plot_evaluation(table).axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "our recommender", "buy again (each customer's own favourites)", "best sellers for everyone"]
+    assert ax.get_yticklabels()[-1].get_text().startswith("share of the next order")  # recall on top
 
 
 def test_a_tie_goes_to_the_simpler_baseline():

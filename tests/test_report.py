@@ -43,6 +43,15 @@ def test_currency_codes():
     assert report.money(1500, "") == "1,500"  # data without prices: items
 
 
+def test_differences_of_shares_are_signed_points_and_short_cells_never_break():
+    assert report.points(-0.006) == "-0.6" and report.points(0.023) == "+2.3" and report.points(-0.0004) == "-0.04"
+    assert report.points(0.0) == "0.0" and report.points(float("nan")) == report.MISSING
+    assert report.share(0.0) == "0%" and report.share(0.045) == "4.5%" and report.share(0.0004) == "<0.1%"
+    assert report.difference_with_interval(-0.006, -0.011, -0.0004) == "-0.6 points (95% interval -1.1 to -0.04)"
+    html = report.table(pd.DataFrame({"split": ["80/20"], "offer": ["Multi-buy deal on baby"]})).data
+    assert '<td class="short">80/20</td>' in html and "<td>Multi-buy deal on baby</td>" in html
+
+
 def test_labels():
     assert report.label("cat_health_beauty") == "share of spend on health beauty"
     assert report.label("recency_days") == "days since last order"
@@ -54,7 +63,7 @@ def test_table_hides_small_groups_and_the_index_and_says_so(tmp_path, monkeypatc
     df = pd.DataFrame({"customers": [120, 4], "revenue": [1e4, 50.0], "customer_share": [0.968, 0.032]},
                       index=pd.Index(["A", "B"], name="persona"))
     html = report.table(df, index=True, count="customers", min_group_size=10, name="t", total_shown=False).data
-    assert "€10,000" in html and "97%" in html and "<th>persona</th>" in html and "<td>B</td>" in html
+    assert "€10,000" in html and "97%" in html and "<th>persona</th>" in html and '<td class="short">B</td>' in html
     assert "€50" not in html and "fewer than 10 customers" in html
     saved = pd.read_csv(tmp_path / "t.csv")
     assert saved["revenue"].isna().tolist() == [False, True]  # the CSV hides the small group too

@@ -207,3 +207,9 @@ def column_label(column: object) -> str:
         if c.startswith(prefix):
             return text + c.removeprefix(prefix).replace("_", " ")
     return c.replace("_", " ")
+
+
+#: Human names of the recommendation methods compared by
+#: :func:`segmentation.recommend.evaluation_table`.
+METHOD_NAMES = {"recommender": "our recommender", "buy_again": "buy again (each customer's own favourites)",
+                "popularity": "best sellers for everyone"}

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from segmentation.report import METHOD_NAMES, count, format_value, money, share
+from segmentation.report import METHOD_NAMES, count, difference_with_interval, format_value, money, share
 
 __all__ = ["Finding", "key_findings", "next_steps", "index_findings", "data_banner", "recommender_verdict", "response_bias_text", "next_purchase_text", "index_actions", "REPORTS"]
 
@@ -240,8 +240,8 @@ def recommender_verdict(evaluation: pd.DataFrame) -> str:
     others = evaluation.drop(index="recommender")
     best = winner if winner != "recommender" else others[recall].idxmax()
     row = evaluation.loc[best]
-    interval = (f"our recommender minus {METHOD_NAMES.get(best, best)}: {share(row['recall_difference'])} "
-                f"(95% interval {share(row['recall_difference_low'])} to {share(row['recall_difference_high'])})")
+    interval = (f"our recommender minus {METHOD_NAMES.get(best, best)}: "
+                f"{difference_with_interval(row['recall_difference'], row['recall_difference_low'], row['recall_difference_high'])}")
     if winner == "recommender":
         return text + (f": it suggests {share(ours[recall])} of the next order's products against {share(row[recall])} "
                        f"for {METHOD_NAMES.get(best, best)}; {interval}, clearly above zero.")

@@ -45,6 +45,7 @@ from matplotlib.figure import Figure
 from sklearn.base import BaseEstimator
 
 from segmentation import scale
+from segmentation.definitions import METHOD_NAMES
 
 if TYPE_CHECKING:
     import ibis.expr.types as ir
@@ -1118,7 +1119,6 @@ def buy_again_baseline(transactions: pd.DataFrame, as_of: str | pd.Timestamp, *,
 
 #: The methods compared by :func:`evaluation_table`, simplest last.
 METHODS = ("recommender", "buy_again", "popularity")
-_METHOD_NAMES = {"recommender": "the recommender", "buy_again": "buy-again", "popularity": "popularity"}
 _METRIC_NAMES = {"recall": "recall (share of the items bought that were recommended)",
                  "hit_rate": "hit rate (customers with at least one recommended item bought)"}
 
@@ -1235,16 +1235,16 @@ def evaluation_table(
 
     def compare(m: str) -> str:
         return (f"{_METRIC_NAMES[m]} {table.loc['recommender', f'{m}@{k}']:.1%} against {gap[f'{m}@{k}']:.1%} for "
-                f"{_METHOD_NAMES[best]}, a difference of {100 * gap[f'{m}_difference']:+.1f} points ({level:.0%} interval "
+                f"{METHOD_NAMES[best]}, a difference of {100 * gap[f'{m}_difference']:+.1f} points ({level:.0%} interval "
                 f"{100 * gap[f'{m}_difference_low']:+.1f} to {100 * gap[f'{m}_difference_high']:+.1f})")
 
     said = metric.replace("_", " ")
     if ours_wins:
         decision = f"The recommender is clearly better on {said}, so the run uses it."
     elif gap[f"{metric}_difference_high"] < 0:
-        decision = f"The recommender is worse on {said}, so the run uses the simpler {_METHOD_NAMES[best]}."
+        decision = f"The recommender is worse on {said}, so the run uses the simpler {METHOD_NAMES[best]}."
     else:
-        decision = f"The recommender is not clearly better on {said}, so the run uses the simpler {_METHOD_NAMES[best]}."
+        decision = f"The recommender is not clearly better on {said}, so the run uses the simpler {METHOD_NAMES[best]}."
     note = (f"On the last orders of {len(scores['recall']):,} customers (top {k} recommendations): {compare(metric)}; "
             f"{compare(other)}. {decision}")
     table = table.astype({"customers": int})
@@ -1316,11 +1316,20 @@ def plot_rules(rules: pd.DataFrame, top: int = 15) -> Figure:
 
 def plot_evaluation(table: pd.DataFrame) -> Figure:
     """Grouped bars of the metric columns of :func:`evaluation_table` per model."""
+    from matplotlib.ticker import PercentFormatter
+
     metrics = [c for c in table.columns if "@" in c]
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    table[metrics].T.plot.bar(ax=ax, rot=0)
-    ax.set_ylabel("share")
-    ax.set_title("Offline evaluation: last order held out")
-    ax.legend(title="model")
+    words = {"recall": "share of the next order\nthat was suggested", "precision": "share of the suggestions\nthat were bought",
+             "hit_rate": "customers with at least\none right suggestion"}
+    shown = table[metrics].T.rename(columns=METHOD_NAMES)
+    shown.index = [f"{words.get(m.split('@')[0], m)}\n(top {m.split('@')[1]})" for m in metrics]
+    fig, ax = plt.subplots(figsize=(10, 4))
+    shown.iloc[::-1, ::-1].plot.barh(ax=ax)  # the first measure and the first method on top
+    ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    ax.set_xlim(0, 1)
+    ax.set_ylabel("")
+    ax.set_title("Held-out last orders: how often each method was right")
+    handles, labels = ax.get_legend_handles_labels()
+    ax.legend(handles[::-1], labels[::-1], title="method", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     return fig

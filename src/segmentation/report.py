@@ -102,6 +102,7 @@ CSS = """<style>
 table.seg{border-collapse:collapse;margin:.4em 0 1em 0;font-size:14px;max-width:100%}
 table.seg th{background:#f3f4f6;text-align:left !important;padding:.35em .7em;border-bottom:2px solid #d1d5db;white-space:normal;vertical-align:bottom}
 table.seg td{text-align:left !important;padding:.3em .7em;border-bottom:1px solid #e5e7eb;white-space:normal;word-break:normal;overflow-wrap:anywhere;vertical-align:top}
+table.seg td.short{white-space:nowrap;overflow-wrap:normal}
 table.seg td.num{text-align:right !important;font-variant-numeric:tabular-nums;white-space:nowrap}
 p.seg-note{color:#4b5563;font-size:13px;margin:.3em 0 1em 0}
 div.seg-findings{background:#eef6ff;border-left:4px solid #2563eb;padding:.6em 1.2em;margin:.5em 0 1.2em 0}
@@ -166,8 +167,24 @@ def share(x: Any, *, decimals: int | None = None) -> str:
     x = float(x) * 100
     if x != 0 and abs(x) < 0.1 and decimals is None:
         return "<0.1%" if x > 0 else "-<0.1%"
-    d = decimals if decimals is not None else (1 if abs(x) < 10 else 0)
+    d = decimals if decimals is not None else (1 if 0 < abs(x) < 10 else 0)
     return f"{x:,.{d}f}%"
+
+
+def points(x: Any) -> str:
+    """A difference of two 0-1 shares in percentage points, signed: ``+2.3``, ``-0.6``,
+    ``-0.04`` (two decimals below 0.1 points, so a small interval end is not shown as 0)."""
+    if _is_missing(x):
+        return MISSING
+    x = float(x) * 100
+    d = 1 if abs(x) >= 0.1 or x == 0 else 2
+    text = f"{x:+,.{d}f}"
+    return "0.0" if float(text) == 0 else text
+
+
+def difference_with_interval(value: Any, low: Any, high: Any) -> str:
+    """``-0.6 points (95% interval -1.1 to -0.04)``: a difference of shares and its interval."""
+    return f"{points(value)} points (95% interval {points(low)} to {points(high)})"
 
 
 def _number(x: float) -> str:
@@ -335,7 +352,9 @@ def table(
             k = kinds.get(str(c), kind_of(c))
             text = format_value(v, k)
             numeric = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
-            cells.append(f'<td class="num">{html.escape(text)}</td>' if numeric else f"<td>{html.escape(text)}</td>")
+            short = len(text) <= 8 and " " not in text  # "80/20", "2025-03": never broken inside
+            kind_class = ' class="num"' if numeric else ' class="short"' if short else ""
+            cells.append(f"<td{kind_class}>{html.escape(text)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     parts = [CSS]
     if caption:
@@ -461,9 +480,7 @@ def persona_card(results: Any, personas: Any, segment: int) -> list[Any]:
 
 
 # ------------------------------------------------------------------------------ offer views
-#: Human names of the recommendation methods of :func:`segmentation.recommend.evaluation_table`.
-METHOD_NAMES = {"recommender": "our recommender", "buy_again": "buy again (each customer's own favourites)",
-                "popularity": "best sellers for everyone"}
+METHOD_NAMES = definitions.METHOD_NAMES
 
 
 def recommender_table(evaluation: pd.DataFrame) -> pd.DataFrame:
@@ -475,8 +492,8 @@ def recommender_table(evaluation: pd.DataFrame) -> pd.DataFrame:
                         "share of the next order suggested (recall)": evaluation[recall].to_numpy(),
                         "customers with a right suggestion (hit rate)": evaluation[hit].to_numpy()})
     if "recall_difference" in evaluation:
-        out["ours minus this method (recall, 95% interval)"] = [
-            "—" if m == "recommender" else f"{share(r['recall_difference'])} ({share(r['recall_difference_low'])} to {share(r['recall_difference_high'])})"
+        out["ours minus this method (recall)"] = [
+            "—" if m == "recommender" else difference_with_interval(r["recall_difference"], r["recall_difference_low"], r["recall_difference_high"])
             for m, r in evaluation.iterrows()]
     if "winner" in evaluation:
         out["used"] = evaluation["winner"].astype(bool).to_numpy()
