@@ -83,3 +83,50 @@ def test_baskets_rhythm_trend(tx):
     assert n["new_customers"].tolist() == [2, 1] and n["returning_customers"].tolist() == [0, 1]
     for fig in (explore.plot_baskets(h, b), explore.plot_weekly_rhythm(r), explore.plot_monthly_trend(m), explore.plot_new_vs_returning(n)):
         assert fig.axes
+
+
+def test_partial_months_are_marked_and_never_peaks():
+    # one order of 100 on the 1st of each month Jan-Jun 2025, 300 in April; the data start on
+    # 20 Dec 2024 (a 1,000 order: 12 of 31 days covered) and as_of is 10 Jul 2025 (9 of 31 days)
+    days = ["2024-12-20", "2025-01-01", "2025-02-01", "2025-03-01", "2025-04-01", "2025-05-01", "2025-06-01", "2025-07-01"]
+    amounts = [1000.0, 100, 100, 100, 300, 100, 100, 1000]
+    df = pd.DataFrame({"customer_id": [f"c{i}" for i in range(8)], "order_id": [str(i) for i in range(8)],
+                       "order_date": pd.to_datetime(days), "amount": amounts})
+    df["is_return"] = False
+    m = explore.monthly_trend(ibis.memtable(df), "2025-07-10")
+    assert m["coverage"].round(3).tolist() == [round(12 / 31, 3), 1, 1, 1, 1, 1, 1, round(9 / 31, 3)]
+    assert m["complete"].tolist() == [False] + [True] * 6 + [False]
+    assert m.loc["2025-04-01", "revenue_index"] == 3.0 and m["revenue_index"].isna().tolist()[::7] == [True, True]
+    assert m.index[m["peak"]].strftime("%Y-%m").tolist() == ["2025-04"]  # not the 1,000 partial months
+    title = explore.plot_monthly_trend(m).axes[0].get_title()
+    assert "Apr 2025" in title and "cover only in part" in title
+
+
+@pytest.mark.parametrize("april_buyer, wave", [("regular", False), ("newcomer", True)])
+def test_a_peak_made_by_first_time_buyers_is_told_apart_from_a_season(april_buyer, wave):
+    days = pd.to_datetime(["2025-01-01", "2025-02-01", "2025-03-01", "2025-04-01", "2025-05-01", "2025-06-01"])
+    df = pd.DataFrame({"customer_id": ["regular", "regular", "regular", april_buyer, "regular", "regular"],
+                       "order_id": [str(i) for i in range(6)], "order_date": days,
+                       "amount": [100.0, 100, 100, 300, 100, 100]})
+    df["is_return"] = False
+    t = ibis.memtable(df)
+    trend, nvr = explore.monthly_trend(t, "2025-07-01"), explore.new_vs_returning(t, "2025-07-01")
+    share = explore.new_revenue_share(nvr)
+    assert share.tolist() == [1.0, 0.0, 0.0, 1.0 if wave else 0.0, 0.0, 0.0]
+    trend["new_revenue_share"] = share
+    assert trend.index[trend["peak"]].strftime("%Y-%m").tolist() == ["2025-04"]
+    title = explore.plot_monthly_trend(trend).axes[0].get_title()
+    assert ("first-time buyers (Apr 2025)" in title) is wave and ("Peak months" in title) is not wave
+
+
+def test_dates_without_times_give_the_busiest_day_and_no_hour(tx):
+    assert explore.has_time_of_day(explore.weekly_rhythm(tx, AS_OF))
+    df = pd.DataFrame({"customer_id": ["a", "b", "c"], "order_id": ["1", "2", "3"],
+                       "order_date": pd.to_datetime(["2025-01-07", "2025-01-14", "2025-01-10"]), "amount": [1.0, 2, 3],
+                       "quantity": 1.0})
+    df["is_return"] = False
+    grid = explore.weekly_rhythm(ibis.memtable(df), AS_OF)
+    assert not explore.has_time_of_day(grid) and grid.loc["Tue", 0] == 2
+    assert not explore.has_time_of_day(grid.rename(columns=str))  # as read back from results/
+    title = explore.plot_weekly_rhythm(grid).axes[0].get_title()
+    assert title == "Busiest day: Tue (the data have dates without times of day)"

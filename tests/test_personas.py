@@ -294,6 +294,12 @@ def test_pain_points_and_figures(synthetic):
     assert pains["lapsed"].endswith("of all customers.") and "%" in pains["lapsed"]
     assert set(personas.pain_points["segment"]) <= set(personas.visible())
     assert plot_persona_card(personas, lapsing).axes and plot_persona_overview(personas).axes
+    import dataclasses
+
+    unmeasured = personas.traits.columns[0]
+    blank = dataclasses.replace(personas, traits=personas.traits.assign(**{unmeasured: float("nan")}))
+    shown = [t.get_text() for t in plot_persona_overview(blank).axes[1].get_xticklabels()]
+    assert len(shown) == personas.traits.shape[1] - 1  # a trait nobody can be measured on is left out
 
 
 def test_small_personas_are_suppressed(synthetic):

@@ -62,6 +62,12 @@ def test_cdnow(shared_data, tmp_path, monkeypatch):
     assert r["value"].scalars["verdict"] == "usable"
     assert "clv" in r.customers and r.customers["clv"].sum() > 0
     assert "Verdict: usable" in (run / "05_customer_value.html").read_text()
+    # one category (music) and dates without times: nothing is claimed about the mix or the hour
+    narratives = " ".join(r["personas"].tables["summary"]["narrative"].dropna())
+    assert "across the range" not in narratives and "music" not in narratives
+    assert r["purchases"].scalars["busiest_hour"] is None
+    page = (run / "01_purchase_history.html").read_text()
+    assert "All purchases are in one category" in page and "around 0:00" not in page
 
 
 def test_instacart(shared_data, tmp_path, monkeypatch):

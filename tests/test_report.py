@@ -85,3 +85,24 @@ def test_saved_tables_are_byte_identical_despite_float_noise(tmp_path, monkeypat
     report.save_table(a, "a")
     report.save_table(b, "b")
     assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+
+
+def test_index_actions_name_the_plays_left_out_of_the_short_list():
+    from segmentation.analysis import Results, Section
+    from segmentation.findings import index_actions
+    from segmentation.params import RunParameters
+
+    plan = pd.DataFrame({"persona": [f"P{i}" for i in range(7)], "offer": "Voucher", "channel": "email",
+                         "customers": [700, 600, 500, 400, 300, 200, 100], "reachable": [70, 60, 50, 40, 30, 20, 10],
+                         "control": 5, "value_at_stake": 1000.0})
+    results = Results(params=RunParameters(), customers=pd.DataFrame(),
+                      sections={"offers": Section(tables={"action_plan": plan})})
+    lines = index_actions(results, top=5)
+    assert len(lines) == 6 and lines[0].startswith("**P0**: Voucher via email to 70 reachable customers")
+    assert lines[-1] == "2 more plays (P5, P6; 300 customers) in the full plan."
+    assert len(index_actions(results, top=7)) == 7
+
+
+def test_a_table_without_rows_says_so_instead_of_showing_a_bare_header():
+    html = report.table(pd.DataFrame({"a": [], "lift": []}), empty="No two categories are bought together.").data
+    assert "<table" not in html and "No two categories are bought together." in html

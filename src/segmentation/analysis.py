@@ -222,6 +222,8 @@ def purchases_stage(store: Store, params: RunParameters) -> Section:
     mix = explore.category_mix(t, as_of, min_group_size=n)
     trend = explore.monthly_trend(t, as_of)
     nvr = explore.new_vs_returning(t, as_of)
+    trend["new_revenue_share"] = explore.new_revenue_share(nvr).reindex(trend.index)
+    wave = trend["peak"] & (trend["new_revenue_share"] > 0.5)  # a wave of first-time buyers, not a season
     rhythm = explore.weekly_rhythm(t, as_of)
     tables = {
         "overview": explore.overview(t, as_of),
@@ -234,14 +236,17 @@ def purchases_stage(store: Store, params: RunParameters) -> Section:
         "monthly_trend": trend,
         "new_vs_returning": nvr,
     }
-    returning = nvr["returning_revenue"].sum() / max(nvr["returning_revenue"].sum() + nvr["new_revenue"].sum(), 1e-9)
+    later = nvr.iloc[1:] if len(nvr) > 1 else nvr  # in the first month of the data every buyer is new to it
+    returning = later["returning_revenue"].sum() / max(later["returning_revenue"].sum() + later["new_revenue"].sum(), 1e-9)
     scalars = {
         **concentration,
         "pooled_categories": int(mix.attrs.get("pooled_categories", 0)),
         "busiest_day": str(rhythm.sum(axis=1).idxmax()),
-        "busiest_hour": int(rhythm.sum(axis=0).idxmax()),
-        "peak_months": [m.strftime("%b %Y") for m in trend.index[trend["peak"]]],
+        "busiest_hour": int(rhythm.sum(axis=0).idxmax()) if explore.has_time_of_day(rhythm) else None,
+        "peak_months": [m.strftime("%b %Y") for m in trend.index[trend["peak"] & ~wave]],
+        "acquisition_peaks": [m.strftime("%b %Y") for m in trend.index[wave]],
         "returning_revenue_share": float(returning),
+        "partial_months": [m.strftime("%b %Y") for m in trend.index[~trend["complete"]]],
         "months": int(len(trend)),
     }
     return Section(tables=tables, scalars=scalars)

@@ -28,6 +28,8 @@ __all__ = [
     "weekly_rhythm",
     "monthly_trend",
     "new_vs_returning",
+    "new_revenue_share",
+    "has_time_of_day",
     "plot_lorenz",
     "plot_category_mix",
     "plot_baskets",
@@ -220,18 +222,43 @@ def weekly_rhythm(transactions: ir.Table, as_of: str | pd.Timestamp) -> pd.DataF
     return grid.astype("int64")
 
 
+#: A month counts as complete (and is compared with the rest of its year) when the data cover at least
+#: this share of its days: the first month of the data may start late, the last one ends at as_of.
+COMPLETE_MONTH = 0.9
+
+
 def monthly_trend(transactions: ir.Table, as_of: str | pd.Timestamp) -> pd.DataFrame:
     """Per calendar month: orders, net revenue, active customers, and the seasonal revenue
-    index (month / centred 5-month rolling median, so that growth of the customer base is not
-    mistaken for seasonality); ``peak`` marks months at least 20% above their neighbours."""
+    index.
+
+    Returns
+    -------
+    DataFrame
+        Index ``month`` (first day); ``revenue, orders, customers``; ``coverage`` (share of the
+        month's days between the first purchase in the data and ``as_of``); ``complete``
+        (coverage at least :data:`COMPLETE_MONTH`); ``revenue_index`` (month / centred 13-month
+        rolling median of the complete months -- the year-long window of classical seasonal
+        decomposition, so that a season of several months stands out against the year while slow
+        growth of the customer base is not mistaken for seasonality; missing for incomplete
+        months); ``peak`` (a complete month at least 20% above that level). A partial month is
+        never a peak.
+    """
     t = _upto(transactions, as_of)
     month = t.order_date.truncate("M")
     out = to_pandas(t.group_by(month=month).aggregate(
         revenue=t.amount.sum(), orders=t.order_id.nunique(where=~t.is_return), customers=t.customer_id.nunique(),
+        first=t.order_date.min(),
     )).sort_values("month").set_index("month")
-    out["revenue_index"] = out["revenue"] / out["revenue"].rolling(5, center=True, min_periods=1).median()
-    out["peak"] = out["revenue_index"] >= 1.2
-    return out
+    start = out.index.to_series()
+    end = start + pd.offsets.MonthBegin(1)
+    first_day = out["first"].iloc[0].normalize() if len(out) else pd.NaT
+    covered = (end.clip(upper=pd.Timestamp(as_of)) - start.clip(lower=first_day)) / (end - start)
+    out["coverage"] = covered.clip(0, 1).to_numpy()
+    out["complete"] = out["coverage"] >= COMPLETE_MONTH
+    complete = out.loc[out["complete"], "revenue"]
+    out["revenue_index"] = complete / complete.rolling(13, center=True, min_periods=1).median()
+    out["peak"] = (out["revenue_index"] >= 1.2).fillna(False).astype(bool)
+    return out.drop(columns="first")
 
 
 def new_vs_returning(transactions: ir.Table, as_of: str | pd.Timestamp) -> pd.DataFrame:
@@ -246,6 +273,15 @@ def new_vs_returning(transactions: ir.Table, as_of: str | pd.Timestamp) -> pd.Da
         new_revenue=j.amount.sum(where=is_new), returning_revenue=j.amount.sum(where=~is_new),
     )).sort_values("month").set_index("month")
     return out.fillna(0)
+
+
+def new_revenue_share(nvr: pd.DataFrame) -> pd.Series:
+    """Per month of :func:`new_vs_returning`: the share of the month's revenue from customers
+    buying for the first time (missing when the month's revenue is zero). A peak month above
+    one half is a wave of new customers (a campaign, a launch, the start of the data), not a
+    season their regulars come back for."""
+    total = nvr["new_revenue"] + nvr["returning_revenue"]
+    return (nvr["new_revenue"] / total.where(total != 0)).rename("new_revenue_share")
 
 
 # ------------------------------------------------------------------------------------ figures
@@ -302,13 +338,29 @@ def plot_baskets(histogram: pd.DataFrame, summary: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+def has_time_of_day(grid: pd.DataFrame) -> bool:
+    """Whether the orders of :func:`weekly_rhythm` carry a time of day: dates without times all
+    fall at midnight, and then nothing can be said about the hour people shop."""
+    hours = pd.to_numeric(pd.Index(grid.columns).astype(str))  # column names are text after a Parquet round trip
+    return bool(grid.loc[:, hours != 0].to_numpy().sum() > 0)
+
+
 def plot_weekly_rhythm(grid: pd.DataFrame) -> plt.Figure:
-    """Heatmap of orders by day of week and hour."""
+    """Heatmap of orders by day of week and hour; bars by weekday when the data have dates
+    without times (:func:`has_time_of_day`)."""
+    day = grid.sum(axis=1).idxmax()
+    if not has_time_of_day(grid):
+        fig, ax = plt.subplots(figsize=(7, 3.2))
+        ax.bar(grid.index, grid.sum(axis=1), color="tab:blue")
+        ax.set_ylabel("orders")
+        ax.yaxis.set_major_formatter(plt.matplotlib.ticker.StrMethodFormatter("{x:,.0f}"))
+        ax.set_title(f"Busiest day: {day} (the data have dates without times of day)")
+        fig.tight_layout()
+        return fig
     fig, ax = plt.subplots(figsize=(11, 3.6))
     sns.heatmap(grid, cmap="viridis", ax=ax, cbar_kws={"label": "orders"})
     ax.set_xlabel("hour of day")
     ax.set_ylabel("")
-    day = grid.sum(axis=1).idxmax()
     hour = grid.sum(axis=0).idxmax()
     ax.set_title(f"Busiest: {day} around {hour}:00 (orders by weekday and hour)")
     fig.tight_layout()
@@ -320,16 +372,27 @@ def plot_monthly_trend(trend: pd.DataFrame) -> plt.Figure:
     from segmentation.report import currency
 
     fig, ax = plt.subplots(figsize=(11, 3.8))
-    colours = np.where(trend["peak"], "tab:red", "tab:blue")
-    ax.bar(trend.index, trend["revenue"], width=20, color=colours)
+    complete = trend["complete"] if "complete" in trend else pd.Series(True, index=trend.index)
+    wave = trend["peak"] & (trend["new_revenue_share"] > 0.5) if "new_revenue_share" in trend else trend["peak"] & False
+    colours = np.where(wave, "tab:orange", np.where(trend["peak"], "tab:red", np.where(complete, "tab:blue", "lightgrey")))
+    bars = ax.bar(trend.index, trend["revenue"], width=20, color=colours)
+    for bar, whole in zip(bars, complete):
+        if not whole:
+            bar.set_hatch("//")
+            bar.set_edgecolor("grey")
     ax.set_ylabel(f"net revenue ({currency()})" if currency() else "net revenue (items)")
     ax.yaxis.set_major_formatter(plt.matplotlib.ticker.StrMethodFormatter("{x:,.0f}"))
     ax2 = ax.twinx()
     ax2.plot(trend.index, trend["orders"], color="black", marker=".", lw=1)
     ax2.set_ylabel("orders")
-    peaks = trend.index[trend["peak"]]
-    ax.set_title(("Peak months (red, at least 20% above the surrounding months): " + ", ".join(f"{m:%b %Y}" for m in peaks[-4:]))
-                 if len(peaks) else "No month stands out from its neighbours (orders as a line)")
+    peaks = trend.index[trend["peak"] & ~wave]
+    title = (("Peak months (red, at least 20% above the typical month of their year): " + ", ".join(f"{m:%b %Y}" for m in peaks[-4:]))
+             if len(peaks) else "No month stands out from the rest of its year (orders as a line)")
+    if wave.any():
+        title += "\norange: peaks made by first-time buyers (" + ", ".join(f"{m:%b %Y}" for m in trend.index[wave][-4:]) + ")"
+    if not complete.all():
+        title += "\ngrey, hatched: a month the data cover only in part (not compared)"
+    ax.set_title(title)
     fig.tight_layout()
     return fig
 
@@ -340,8 +403,10 @@ def plot_new_vs_returning(nvr: pd.DataFrame) -> plt.Figure:
     ax.bar(nvr.index, nvr["returning_customers"], width=20, label="returning", color="tab:blue")
     ax.bar(nvr.index, nvr["new_customers"], width=20, bottom=nvr["returning_customers"], label="new", color="tab:orange")
     ax.set_ylabel("customers buying in the month")
-    share_new = nvr["new_customers"].sum() / max((nvr["new_customers"] + nvr["returning_customers"]).sum(), 1)
-    ax.set_title(f"{share_new:.0%} of monthly buyers are first-time customers")
+    later = nvr.iloc[1:] if len(nvr) > 1 else nvr  # in the first month of the data every buyer is new to it
+    share_new = later["new_customers"].sum() / max((later["new_customers"] + later["returning_customers"]).sum(), 1)
+    ax.set_title(f"{share_new:.0%} of monthly buyers are first-time customers"
+                 + (" (from the second month of the data on: in the first, every buyer is new to the data)" if len(nvr) > 1 else ""))
     ax.legend()
     fig.tight_layout()
     return fig

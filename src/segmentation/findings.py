@@ -101,7 +101,10 @@ def _purchases(r: Any) -> list[str]:
         f"(the top 1% bring {share(_scalar(r, 'purchases', 'top1_share'))}).",
     ]
     mix = _table(r, "purchases", "category_mix")
-    if mix is not None and len(mix):
+    if mix is not None and len(mix) == 1:
+        out.append(f"All purchases are in one category (**{str(mix.index[0]).replace('_', ' ')}**): "
+                   "the data carry no product mix to compare.")
+    elif mix is not None and len(mix):
         top = mix.index[0]
         out.append(f"The largest category is **{str(top).replace('_', ' ')}**: {share(mix['revenue_share'].iloc[0])} of revenue, "
                    f"in {share(mix['order_penetration'].iloc[0])} of orders.")
@@ -109,9 +112,18 @@ def _purchases(r: Any) -> list[str]:
                f"{money(v['average order value'])} on average.")
     peaks = _scalar(r, "purchases", "peak_months") or []
     day, hour = _scalar(r, "purchases", "busiest_day"), _scalar(r, "purchases", "busiest_hour")
-    when = f"The busiest time is {day} around {hour}:00"
-    out.append(when + (f"; peak months: {', '.join(peaks[-3:])}." if peaks else "; no month stands out from its neighbours."))
+    when = (f"The busiest time is {day} around {hour}:00" if hour is not None
+            else f"The busiest day is {day} (the data have dates without times of day)")
+    waves = _scalar(r, "purchases", "acquisition_peaks") or []
+    out.append(when + (f"; peak months: {', '.join(peaks[-3:])}." if peaks else "; no month stands out from the rest of its year.")
+               + (f" {_months(waves)} peaked with first-time buyers: a wave of new customers, not a season." if waves else ""))
     return out
+
+
+def _months(months: list[str]) -> str:
+    """``Jan 1997, Feb 1997 and Mar 1997`` (the last three)."""
+    months = months[-3:]
+    return months[0] if len(months) == 1 else ", ".join(months[:-1]) + " and " + months[-1]
 
 
 def _segments(r: Any) -> list[str]:
@@ -288,6 +300,10 @@ def next_steps(results: Any, report_id: str) -> list[str]:
         peaks = _scalar(r, "purchases", "peak_months") or []
         if peaks:
             steps.append(f"Plan stock and staff for the peak months ({', '.join(peaks[-3:])}).")
+        waves = _scalar(r, "purchases", "acquisition_peaks") or []
+        if waves:
+            steps.append(f"The peak of {_months(waves)} came from first-time buyers: find out which campaign or channel "
+                         "brought them before planning for it to come back.")
         return steps
     if report_id == "02":
         diag = _scalar(r, "segments", "diagnostics") or {}
@@ -349,6 +365,10 @@ def index_actions(results: Any, top: int = 5) -> list[str]:
         test = (f"test against {count(row.control)} held back" if pd.notna(row.control) and row.control else "no control group possible")
         out.append(f"**{row.persona}**: {row.offer} via {row.channel} to {count(row.reachable)} reachable customers "
                    f"({money(row.value_at_stake)} at stake; {test}).")
+    if len(plan) > top:
+        rest = plan.iloc[top:]
+        out.append(f"{len(rest)} more play{'s' if len(rest) > 1 else ''} ({', '.join(rest['persona'].astype(str))}; "
+                   f"{count(rest['customers'].sum())} customers) in the full plan.")
     return out
 
 

@@ -459,7 +459,9 @@ def _narrative(name: str, phrase: str | None, seg: int, table: pd.DataFrame, seg
     members = table[segment == seg]
     mine = cats[(cats["segment"] == seg) & (cats["lift"] >= 1.1)]
     top = mine["category"].head(2).str.replace("_", " ").tolist()
-    what = phrase or (f"favour {' and '.join(top)}" if top else "buy across the range")
+    # "across the range" only when there is a range: with one category nothing is said about the mix
+    several = cats["category"].nunique() > 1
+    what = phrase or (f"favour {' and '.join(top)}" if top else "buy across the range" if several else "")
     extra = []
     if highlight.get("indulgence", False) and traits.get("indulgence", 100) >= HIGHLIGHT_HIGH and "indulg" not in name.lower():
         extra.append("treat themselves now and then")
@@ -469,7 +471,10 @@ def _narrative(name: str, phrase: str | None, seg: int, table: pd.DataFrame, seg
         extra.append("spend far more than the average customer")
     above = f" (above all {' and '.join(top)})" if phrase and top else ""
     tail = f", and {' and '.join(extra)}" if extra else ""
-    sentences = [f"{name}: customers who {what}{above}{tail}."]
+    if what:
+        sentences = [f"{name}: customers who {what}{above}{tail}."]
+    else:
+        sentences = [f"{name}: customers who {' and '.join(extra)}."] if extra else []
 
     slots = [c for c in _SLOTS if c in table]
     if slots:
@@ -773,7 +778,8 @@ def plot_persona_overview(personas: Personas) -> plt.Figure:
     axes[0].legend(loc="lower right", fontsize=9)
     axes[0].set_title("Size and revenue")
     traits = personas.traits.loc[vis.index]
-    colour = traits.where(personas.highlight.loc[vis.index], 100.0).set_axis(vis["name"]).clip(upper=300)
+    traits = traits.loc[:, traits.notna().any()]  # a trait the data cannot measure for anyone is left out
+    colour = traits.where(personas.highlight.loc[vis.index, traits.columns], 100.0).set_axis(vis["name"]).clip(upper=300)
     colour.columns = [_short_trait(c) for c in colour.columns]
     annot = np.where(np.isnan(traits.to_numpy(dtype="float64")), "", np.char.mod("%.0f", np.nan_to_num(traits.to_numpy(dtype="float64"))))
     colour = colour.astype("float64").fillna(100.0)  # unavailable traits drawn as neutral, without a number

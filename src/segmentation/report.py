@@ -101,7 +101,7 @@ KINDS: dict[str, str] = {
 CSS = """<style>
 table.seg{border-collapse:collapse;margin:.4em 0 1em 0;font-size:14px;max-width:100%}
 table.seg th{background:#f3f4f6;text-align:left !important;padding:.35em .7em;border-bottom:2px solid #d1d5db;white-space:normal;vertical-align:bottom}
-table.seg td{text-align:left !important;padding:.3em .7em;border-bottom:1px solid #e5e7eb;white-space:normal;word-break:normal;overflow-wrap:anywhere;vertical-align:top}
+table.seg td{text-align:left !important;padding:.3em .7em;border-bottom:1px solid #e5e7eb;white-space:normal;word-break:normal;overflow-wrap:break-word;vertical-align:top}
 table.seg td.short{white-space:nowrap;overflow-wrap:normal}
 table.seg td.num{text-align:right !important;font-variant-numeric:tabular-nums;white-space:nowrap}
 p.seg-note{color:#4b5563;font-size:13px;margin:.3em 0 1em 0}
@@ -296,6 +296,7 @@ def table(
     note: str | None = None,
     caption: str | None = None,
     total_shown: bool = True,
+    empty: str = "Nothing to show for this data.",
 ) -> Any:
     """Display ``data`` as a formatted stakeholder table (an ``IPython.display.HTML`` object).
 
@@ -319,6 +320,8 @@ def table(
         Longer tables show their first ``max_rows`` rows and say where the rest is.
     note, caption : str, optional
         A line under / above the table.
+    empty : str
+        What is said instead of a table without rows.
     """
     from IPython.display import HTML
 
@@ -359,6 +362,9 @@ def table(
     parts = [CSS]
     if caption:
         parts.append(f"<p><b>{html.escape(caption)}</b></p>")
+    if total == 0:
+        parts.append(f'<p class="seg-note">{html.escape(empty)}</p>')
+        return HTML("".join(parts))
     parts.append(f'<table class="seg"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>')
     lines = []
     if total > max_rows:
