@@ -10,13 +10,12 @@ customers table; none of them may appear in any output file. A second run with
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, assert_pages_fit_for_a_manager
 from segmentation.params import RunParameters
 from segmentation.runner import RunConfig, discover_notebooks, run_reports
 
@@ -71,35 +70,13 @@ def test_persona_tables_agree_with_the_customer_table(report_run):
     assert checked >= 4, "expected persona tables in several reports"
 
 
-def _cells(html: str) -> list[str]:
-    return [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", html, flags=re.S)]
-
-
 def test_rendered_pages_are_fit_for_a_manager(report_run):
-    """No scientific notation, NaN/None/<NA>, cut-off cells, warnings or server paths in any
-    page; findings at the top and a conclusion at the end of every report; an index that
-    starts with key findings."""
+    """The checks of :func:`conftest.assert_pages_fit_for_a_manager`, and an index that starts
+    with key findings, the next steps and the demonstration-data banner."""
     index = (report_run / "index.html").read_text()
     assert "Key findings" in index and index.index("Key findings") < index.index("Reports")
     assert "What to do next" in index and "Demonstration data" in index
-    for page in sorted(report_run.glob("0*.html")):
-        html = page.read_text()
-        cells = _cells(html)
-        sci = [c for c in cells if re.search(r"\d\.?\d*e[+-]\d", c)]
-        assert not sci, f"{page.name}: scientific notation {sci[:5]}"
-        missing = [c for c in cells if c in ("NaN", "nan", "None", "<NA>", "&lt;NA&gt;", "NaT")]
-        assert not missing, f"{page.name}: missing values shown as {missing[:5]}"
-        cut = [c for c in cells if c.endswith(("…", "..."))]
-        assert not cut, f"{page.name}: cut-off cells {cut[:5]}"
-        text = re.sub(r"<[^>]+>", " ", html)
-        for bad in ("Warning", "site-packages", str(ROOT), "Traceback", "segmentation.value import"):
-            assert bad not in text, f"{page.name}: shows {bad!r}"
-        assert re.search(r"\bnan\b|NaN ?(%|weeks|days|points|customers)", text) is None, f"{page.name}: shows NaN in text"
-        body = html[html.index("<body"):]
-        first_h2 = body.find("<h2")
-        assert "Key findings" in body and (first_h2 < 0 or body.index("Key findings") < first_h2), f"{page.name}: findings not first"
-        assert "What this means and what to do next" in body, f"{page.name}: no conclusion"
-        assert body.index("What this means and what to do next") > len(body) // 2, f"{page.name}: conclusion not at the end"
+    assert_pages_fit_for_a_manager(report_run)
 
 
 def test_a_notebook_opened_by_hand_shows_the_run_s_numbers(report_run, tmp_path):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, assert_pages_fit_for_a_manager
 from segmentation.analysis import Results
 from segmentation.params import RunParameters
 from segmentation.runner import RunConfig, run_reports
@@ -31,9 +31,7 @@ def _main_job(tmp_path: Path, monkeypatch, **params) -> tuple[Path, Results]:
     run = run_reports(config, run_id="real", log=print)
     manifest = json.loads((run / "manifest.json").read_text())
     assert [n["status"] for n in manifest["notebooks"]] == ["ok"] * 7
-    for n in manifest["notebooks"]:
-        html = (run / n["html"]).read_text()
-        assert "Traceback" not in html and "Key findings" in html
+    assert_pages_fit_for_a_manager(run)
     return run, Results.load(run / "results")
 
 

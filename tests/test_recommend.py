@@ -390,3 +390,19 @@ def test_customers_in_batches_give_the_same_candidates_and_recommendations(monke
     pd.testing.assert_frame_equal(got, expected)
     assert got.groupby("customer_id")["rank"].apply(lambda r: r.tolist() == list(range(1, len(r) + 1))).all()
     assert got.loc[got["customer_id"] == "unknown", "source"].eq("popular").all()
+
+
+def test_rules_of_many_items_are_drawn_with_whole_labels_and_no_warning():
+    import warnings
+
+    from segmentation.recommend import plot_rules
+
+    long = " + ".join(f"CHILDS GARDEN TROWEL COLOUR {i}" for i in range(4))
+    rules = pd.DataFrame({"antecedent_name": [long, "A"], "consequent_name": ["CHILDRENS GARDEN GLOVES BLUE", "B"],
+                          "lift": [96.5, 3.0], "confidence": [0.95, 0.5]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "Tight layout not applied" reached the stakeholder page once
+        fig = plot_rules(rules)
+        fig.canvas.draw()
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels[-1].replace("\n", " ") == f"{long} \u2192 CHILDRENS GARDEN GLOVES BLUE" and "\n" in labels[-1]

@@ -223,8 +223,12 @@ def purchases_stage(store: Store, params: RunParameters) -> Section:
     trend = explore.monthly_trend(t, as_of)
     nvr = explore.new_vs_returning(t, as_of)
     trend["new_revenue_share"] = explore.new_revenue_share(nvr).reindex(trend.index)
+    if store.derived_dates:
+        trend["comparable"] = trend["peak"] = False
     wave = trend["peak"] & (trend["new_revenue_share"] > 0.5)  # a wave of first-time buyers, not a season
     rhythm = explore.weekly_rhythm(t, as_of)
+    if store.derived_dates:  # dates rebuilt from the gaps between orders: no real weekday, month or season
+        rhythm = rhythm.sum().to_frame("any day").T.rename_axis("day")
     tables = {
         "overview": explore.overview(t, as_of),
         "lorenz": curve,
@@ -236,16 +240,19 @@ def purchases_stage(store: Store, params: RunParameters) -> Section:
         "monthly_trend": trend,
         "new_vs_returning": nvr,
     }
+    if store.derived_dates:  # every customer's first order sits at the start of the rebuilt calendar
+        del tables["new_vs_returning"]
     later = nvr.iloc[1:] if len(nvr) > 1 else nvr  # in the first month of the data every buyer is new to it
     returning = later["returning_revenue"].sum() / max(later["returning_revenue"].sum() + later["new_revenue"].sum(), 1e-9)
     scalars = {
         **concentration,
         "pooled_categories": int(mix.attrs.get("pooled_categories", 0)),
-        "busiest_day": str(rhythm.sum(axis=1).idxmax()),
+        "busiest_day": None if store.derived_dates else str(rhythm.sum(axis=1).idxmax()),
+        "comparable_months": bool(trend["comparable"].any()),
         "busiest_hour": int(rhythm.sum(axis=0).idxmax()) if explore.has_time_of_day(rhythm) else None,
         "peak_months": [m.strftime("%b %Y") for m in trend.index[trend["peak"] & ~wave]],
         "acquisition_peaks": [m.strftime("%b %Y") for m in trend.index[wave]],
-        "returning_revenue_share": float(returning),
+        "returning_revenue_share": None if store.derived_dates else float(returning),
         "partial_months": [m.strftime("%b %Y") for m in trend.index[~trend["complete"]]],
         "months": int(len(trend)),
     }

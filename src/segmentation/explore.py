@@ -240,8 +240,9 @@ def monthly_trend(transactions: ir.Table, as_of: str | pd.Timestamp) -> pd.DataF
         rolling median of the complete months -- the year-long window of classical seasonal
         decomposition, so that a season of several months stands out against the year while slow
         growth of the customer base is not mistaken for seasonality; missing for incomplete
-        months); ``peak`` (a complete month at least 20% above that level). A partial month is
-        never a peak.
+        months); ``comparable`` (complete and not the first month of the data: there every buyer
+        is new to the records, so a peak cannot be told apart from their start); ``peak`` (a
+        comparable month at least 20% above that level).
     """
     t = _upto(transactions, as_of)
     month = t.order_date.truncate("M")
@@ -257,7 +258,8 @@ def monthly_trend(transactions: ir.Table, as_of: str | pd.Timestamp) -> pd.DataF
     out["complete"] = out["coverage"] >= COMPLETE_MONTH
     complete = out.loc[out["complete"], "revenue"]
     out["revenue_index"] = complete / complete.rolling(13, center=True, min_periods=1).median()
-    out["peak"] = (out["revenue_index"] >= 1.2).fillna(False).astype(bool)
+    out["comparable"] = out["complete"] & (np.arange(len(out)) > 0)
+    out["peak"] = ((out["revenue_index"] >= 1.2) & out["comparable"]).fillna(False).astype(bool)
     return out.drop(columns="first")
 
 
@@ -349,6 +351,16 @@ def plot_weekly_rhythm(grid: pd.DataFrame) -> plt.Figure:
     """Heatmap of orders by day of week and hour; bars by weekday when the data have dates
     without times (:func:`has_time_of_day`)."""
     day = grid.sum(axis=1).idxmax()
+    if len(grid) == 1:  # no real weekdays (dates derived from gaps): orders by hour only
+        fig, ax = plt.subplots(figsize=(9, 3.2))
+        hours = grid.iloc[0]
+        ax.bar([int(h) for h in hours.index], hours.to_numpy(), color="tab:blue")
+        ax.set_xlabel("hour of day")
+        ax.set_ylabel("orders")
+        ax.set_xticks(range(0, 24, 2))
+        ax.set_title(f"Busiest hour: around {int(hours.idxmax())}:00 (the data give no real weekdays)")
+        fig.tight_layout()
+        return fig
     if not has_time_of_day(grid):
         fig, ax = plt.subplots(figsize=(7, 3.2))
         ax.bar(grid.index, grid.sum(axis=1), color="tab:blue")
@@ -388,6 +400,8 @@ def plot_monthly_trend(trend: pd.DataFrame) -> plt.Figure:
     peaks = trend.index[trend["peak"] & ~wave]
     title = (("Peak months (red, at least 20% above the typical month of their year): " + ", ".join(f"{m:%b %Y}" for m in peaks[-4:]))
              if len(peaks) else "No month stands out from the rest of its year (orders as a line)")
+    if "comparable" in trend and not trend["comparable"].any():
+        title = "Revenue and orders by month (the months of this data cannot be compared for seasonality)"
     if wave.any():
         title += "\norange: peaks made by first-time buyers (" + ", ".join(f"{m:%b %Y}" for m in trend.index[wave][-4:]) + ")"
     if not complete.all():

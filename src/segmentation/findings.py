@@ -112,10 +112,15 @@ def _purchases(r: Any) -> list[str]:
                f"{money(v['average order value'])} on average.")
     peaks = _scalar(r, "purchases", "peak_months") or []
     day, hour = _scalar(r, "purchases", "busiest_day"), _scalar(r, "purchases", "busiest_hour")
-    when = (f"The busiest time is {day} around {hour}:00" if hour is not None
-            else f"The busiest day is {day} (the data have dates without times of day)")
+    if day is None:
+        when = f"The busiest hour is around {hour}:00 (this data has no real weekdays or months: its dates are derived)"
+    else:
+        when = (f"The busiest time is {day} around {hour}:00" if hour is not None
+                else f"The busiest day is {day} (the data have dates without times of day)")
     waves = _scalar(r, "purchases", "acquisition_peaks") or []
-    out.append(when + (f"; peak months: {', '.join(peaks[-3:])}." if peaks else "; no month stands out from the rest of its year.")
+    months = _scalar(r, "purchases", "comparable_months", True)
+    out.append(when + (f"; peak months: {', '.join(peaks[-3:])}." if peaks else "; no month stands out from the rest of its year."
+                       if months else ".")
                + (f" {_months(waves)} peaked with first-time buyers: a wave of new customers, not a season." if waves else ""))
     return out
 

@@ -1303,9 +1303,14 @@ def plot_rules(rules: pd.DataFrame, top: int = 15) -> Figure:
     shown = rules.head(top).iloc[::-1]
     if "antecedent_name" not in shown.columns:
         shown = rule_labels(shown)
-    fig, ax = plt.subplots(figsize=(8, 0.35 * len(shown) + 1.2))
-    labels = shown["antecedent_name"].astype(str) + " \u2192 " + shown["consequent_name"].astype(str)
-    bars = ax.barh(labels, shown["lift"], color=plt.cm.viridis(shown["confidence"].to_numpy()))
+    import textwrap
+
+    # rules of several items have long labels: wrapped (never cut), and the figure grows with them
+    labels = [textwrap.fill(f"{a} \u2192 {c}", 60) for a, c in zip(shown["antecedent_name"].astype(str), shown["consequent_name"].astype(str))]
+    lines = sum(label.count("\n") + 1 for label in labels)
+    fig, ax = plt.subplots(figsize=(11 if lines > len(labels) else 8, 0.3 * lines + 0.1 * len(labels) + 1.2))
+    bars = ax.barh(range(len(labels)), shown["lift"], color=plt.cm.viridis(shown["confidence"].to_numpy()))
+    ax.set_yticks(range(len(labels)), labels, fontsize=9 if lines > len(labels) else None)
     ax.bar_label(bars, labels=[f"conf {c:.0%}" for c in shown["confidence"]], padding=3, fontsize=8)
     ax.axvline(1.0, color="grey", lw=0.8, ls="--")
     ax.set_xlabel("lift (1 = bought together by chance)")

@@ -856,7 +856,9 @@ def _assess_parameters(bgf: BetaGeo, th: dict[str, float], add: Callable) -> Non
     lo, hi = th["degenerate_low"], th["degenerate_high"]
     bad = {k: p[k] for k in ("r", "a", "b") if not lo <= p[k] <= hi}
     if bad:
-        shown = ", ".join(f"{k} = {v:.3g}" for k, v in bad.items())
+        from segmentation.report import format_value
+
+        shown = ", ".join(f"{k} = {format_value(v, 'number')}" for k, v in bad.items())  # "a = 13,400", never 1.34e+04
         add("degenerate parameters", max(bad.values()), f"r, a, b in [{lo:g}, {hi:g}]", "do not use",
             f"The fit is degenerate ({shown}): the data cannot pin down how customers buy and leave.")
     dropout = p["a"] / (p["a"] + p["b"])
