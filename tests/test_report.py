@@ -106,3 +106,11 @@ def test_index_actions_name_the_plays_left_out_of_the_short_list():
 def test_a_table_without_rows_says_so_instead_of_showing_a_bare_header():
     html = report.table(pd.DataFrame({"a": [], "lift": []}), empty="No two categories are bought together.").data
     assert "<table" not in html and "No two categories are bought together." in html
+
+
+def test_a_table_of_mixed_figures_formats_each_row_by_its_kind():
+    checks = pd.DataFrame({"check": ["repeat buyers", "holdout correlation", "mean drop-out probability"],
+                           "value": [0.67, 0.77, 0.0018], "kind": ["share", "number", "share"]})
+    cells = [c for c in report.table(checks, ["check", "value"], value_kinds="kind").data.split("<td") if "</td>" in c]
+    values = [c.split(">", 1)[1].split("<")[0] for c in cells[1::2]]
+    assert values == ["67%", "0.77", "0.2%"]

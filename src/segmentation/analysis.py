@@ -561,6 +561,8 @@ def journey_stage(store: Store, params: RunParameters, customers: pd.DataFrame, 
     retention, revenue = journey.cohort_retention(store.transactions, params.analysis_date, min_group_size=n)
     tables["cohort_retention"] = retention
     tables["cohort_revenue"] = revenue
+    notes.extend(retention.attrs.get("notes", []))
+    scalars["second_month_return"] = journey.second_month_return(retention)
     tables["category_trends"] = journey.category_trends(store.transactions, params.analysis_date, persona, min_group_size=n)
     migration, why = _migration(store, params, customers, model)
     if migration is None:

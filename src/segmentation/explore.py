@@ -30,6 +30,7 @@ __all__ = [
     "new_vs_returning",
     "new_revenue_share",
     "has_time_of_day",
+    "partial_last_month",
     "plot_lorenz",
     "plot_category_mix",
     "plot_baskets",
@@ -225,6 +226,19 @@ def weekly_rhythm(transactions: ir.Table, as_of: str | pd.Timestamp) -> pd.DataF
 #: A month counts as complete (and is compared with the rest of its year) when the data cover at least
 #: this share of its days: the first month of the data may start late, the last one ends at as_of.
 COMPLETE_MONTH = 0.9
+
+
+def partial_last_month(as_of: str | pd.Timestamp) -> pd.Timestamp | None:
+    """The first day of the last calendar month before ``as_of`` when the data cover less than
+    :data:`COMPLETE_MONTH` of it (``as_of`` is exclusive), else None.
+
+    >>> partial_last_month("2010-12-10"), partial_last_month("2011-01-01")
+    (Timestamp('2010-12-01 00:00:00'), None)
+    """
+    end = pd.Timestamp(as_of)
+    start = (end - pd.Timedelta(days=1)).to_period("M").to_timestamp()
+    days = ((start + pd.offsets.MonthBegin(1)) - start).days
+    return start if (end - start).days / days < COMPLETE_MONTH else None
 
 
 def monthly_trend(transactions: ir.Table, as_of: str | pd.Timestamp) -> pd.DataFrame:

@@ -237,9 +237,16 @@ def _journey(r: Any) -> list[str]:
         if len(d):
             lo = d["nps"].idxmin()
             out.append(f"Satisfaction is lowest among **{lo}** (NPS {d.loc[lo, 'nps']:.0f}).")
-    if not out:
-        out.extend(r["journey"].notes[:2])
-    return out
+    back = _scalar(r, "journey", "second_month_return")
+    if back is not None:
+        out.append(f"**{share(back)} of a month's new customers buy again the month after** their first purchase.")
+    moved = _scalar(r, "journey", "migration") or {}
+    earlier = moved.get("stayed", 0) + moved.get("moved", 0)
+    if earlier:
+        out.append(f"Since {moved.get('compare_as_of')}, **{share(moved['stayed'] / earlier)} of earlier customers stayed in "
+                   f"their segment**; {count(moved.get('new customers', 0))} customers are new.")
+    missing = [n for n in r["journey"].notes if n.startswith("This data set has no")]
+    return out + missing[: max(0, 5 - len(out))]
 
 
 def recommender_verdict(evaluation: pd.DataFrame) -> str:
@@ -350,7 +357,20 @@ def next_steps(results: Any, report_id: str) -> list[str]:
     if report_id == "06":
         return ["Run each play as a test with the control group given in the plan; judge it by the purchase rate against the control."]
     if report_id == "07":
-        return ["Fix the weakest funnel step of the weakest channel first; follow up with detractors before they lapse."]
+        steps = []
+        if _table(r, "journey", "funnel") is not None:
+            steps.append("Fix the weakest funnel step of the weakest channel first (see the funnel by channel).")
+        s = _table(r, "journey", "satisfaction_by_persona")
+        if s is not None and "nps" in s and s["nps"].notna().any():
+            steps.append("Follow up with detractors (scores 0-6) before they lapse, starting with the persona with the "
+                         "lowest NPS.")
+        back = _scalar(r, "journey", "second_month_return")
+        if back is not None and back < 0.3:
+            steps.append(f"Only {share(back)} of new customers buy again the month after: the second order is the lever "
+                         "(see the welcome and win-back plays in the offers report).")
+        if not steps:
+            steps.append("Collect journey events and survey answers to see where customers drop out and why they leave.")
+        return steps
     return []
 
 

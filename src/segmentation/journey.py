@@ -35,6 +35,8 @@ import pandas as pd
 import seaborn as sns
 from scipy.stats import norm
 
+from segmentation import explore
+
 __all__ = [
     "WEB_FUNNEL",
     "NO_EVENTS_NOTE",
@@ -603,10 +605,20 @@ def cohort_retention(transactions, as_of: str | pd.Timestamp, *, min_group_size:
     size = activity[activity["age"] == 0].groupby("cohort")["customer_id"].nunique()
     active = activity.pivot_table(index="cohort", columns="age", values="customer_id", aggfunc="nunique")
     revenue = activity.pivot_table(index="cohort", columns="age", values="revenue", aggfunc="sum")
-    retention = active.div(size, axis=0)
-    revenue = revenue.div(size, axis=0)
-    retention.insert(0, "customers", size.to_numpy())
+    # a month in the data when nobody of the cohort bought is 0, not unknown; months after the data stay empty
+    last = activity["month"].max()
+    seen = np.asarray(active.columns)[None, :] <= np.asarray((last.year - active.index.year) * 12 + (last.month - active.index.month))[:, None]
+    retention = active.div(size, axis=0).mask(seen, lambda d: d.fillna(0.0))
+    revenue = revenue.div(size, axis=0).mask(seen, lambda d: d.fillna(0.0))
     notes = []
+    partial = explore.partial_last_month(as_of)
+    if partial is not None:  # a month the data cover only in part would look like a drop in every cohort
+        offset = (partial.year - retention.index.year) * 12 + (partial.month - retention.index.month)
+        cut = (np.asarray(retention.columns)[None, :] == np.asarray(offset)[:, None]) & (np.asarray(offset)[:, None] > 0)
+        retention, revenue = retention.mask(cut), revenue.mask(cut)
+        if cut.any():
+            notes.append(f"{partial:%b %Y} is left blank: the data cover only part of that month.")
+    retention.insert(0, "customers", size.to_numpy())
     small = size < min_group_size
     if small.any():
         notes.append(f"{int(small.sum())} monthly cohort(s) with fewer than {min_group_size} customers are not shown.")
@@ -617,6 +629,20 @@ def cohort_retention(transactions, as_of: str | pd.Timestamp, *, min_group_size:
         table.columns.name = "months since first purchase"
         table.attrs["notes"] = list(notes)
     return retention, revenue
+
+
+def second_month_return(retention: pd.DataFrame) -> float | None:
+    """The share of a month's new customers who buy again in the month after, over all cohorts
+    of :func:`cohort_retention` with that month in the data (weighted by cohort size; a month
+    left blank because the data cover it only in part does not count). None without any."""
+    if "customers" not in retention or 1 not in retention.columns and "1" not in retention.columns:
+        return None
+    after = retention[1 if 1 in retention.columns else "1"]
+    known = after.notna()
+    if not known.any():
+        return None
+    size = retention.loc[known, "customers"]
+    return float((after[known] * size).sum() / size.sum())
 
 
 # ---------------------------------------------------------------------------------- migration

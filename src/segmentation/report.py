@@ -297,6 +297,7 @@ def table(
     caption: str | None = None,
     total_shown: bool = True,
     empty: str = "Nothing to show for this data.",
+    value_kinds: str | None = None,
 ) -> Any:
     """Display ``data`` as a formatted stakeholder table (an ``IPython.display.HTML`` object).
 
@@ -322,10 +323,16 @@ def table(
         A line under / above the table.
     empty : str
         What is said instead of a table without rows.
+    value_kinds : str, optional
+        A column giving, per row, the kind of the ``value`` column (a table of mixed figures:
+        a share in one row, a number in the next).
     """
     from IPython.display import HTML
 
     df = data.copy()
+    if value_kinds is not None:
+        df["value"] = [format_value(v, k) for v, k in zip(df["value"], df[value_kinds])]
+        kinds = {**(kinds or {}), "value": "text"}
     first: list[str] = []
     if index:
         df = df.reset_index()

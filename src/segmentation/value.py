@@ -754,7 +754,8 @@ class ModelAssessment(NamedTuple):
     verdict: str
     #: Plain sentences, one per finding, worst first.
     reasons: list[str]
-    #: One row per check: ``check, value, threshold, outcome, reason`` (``outcome`` is a verdict).
+    #: One row per check: ``check, value, threshold, outcome, reason, kind`` (``outcome`` is a
+    #: verdict; ``kind`` says how ``value`` reads: ``share`` or ``number``).
     checks: pd.DataFrame
 
 
@@ -826,6 +827,7 @@ def assess_model(bgf: BetaGeo | None, holdout: pd.DataFrame | None = None, *, re
             add("spend model q", q, "> 1", "do not use",
                 f"The spend model has q = {q:.2f} <= 1, so its average spend is not finite; spend cannot be predicted.")
     checks = pd.DataFrame(rows, columns=["check", "value", "threshold", "outcome", "reason"])
+    checks["kind"] = checks["check"].map(_CHECK_KINDS).fillna("number")
     verdict = max(checks["outcome"], key=_ORDER.__getitem__)
     worst_first = checks.iloc[np.argsort(-checks["outcome"].map(_ORDER).to_numpy(), kind="stable")]
     return ModelAssessment(verdict, [r for r in worst_first["reason"] if r], checks)
@@ -849,6 +851,10 @@ def _assess_holdout(holdout: pd.DataFrame | None, th: dict[str, float], add: Cal
                  f"purchases in total than happened (per-customer correlation {corr:.2f}): it {how}.")
     add("holdout correlation", corr, f">= {th['usable_correlation']:.2f} usable, >= {th['rough_correlation']:.2f} rough",
         outcome, "")
+
+
+#: How the value of each check reads (the others are plain numbers).
+_CHECK_KINDS = {"repeat buyers": "share", "holdout total error": "share", "mean drop-out probability": "share"}
 
 
 def _assess_parameters(bgf: BetaGeo, th: dict[str, float], add: Callable) -> None:
@@ -1074,7 +1080,8 @@ def plot_cumulative_repeat(table: pd.DataFrame) -> plt.Figure:
         before = table.loc[table.index < holdout.min()].iloc[-1] if (table.index < holdout.min()).any() else table.iloc[0] * 0
         end = table.loc[holdout.max()]
         gap = (end["predicted"] - before["predicted"]) / max(end["actual"] - before["actual"], 1e-9) - 1
-        ax.set_title(f"On the period it did not see, the model predicted {gap:+.0%} repeat purchases against what happened")
+        ax.set_title(f"Weeks the model did not see (grey): it counts {abs(gap):.0%} {'fewer' if gap < 0 else 'more'} repeat purchases "
+                     "than happened\n(all customers, also those who first bought in those weeks)")
     else:
         ax.set_title("Repeat purchases: actual vs model")
     ax.set_xlabel("weeks since the first customer's first purchase")
