@@ -612,6 +612,7 @@ def cohort_retention(transactions, as_of: str | pd.Timestamp, *, min_group_size:
     revenue = revenue.div(size, axis=0).mask(seen, lambda d: d.fillna(0.0))
     notes = []
     partial = explore.partial_last_month(as_of)
+    notes.append(f"The first cohort ({retention.index[0]:%b %Y}) also holds the customers who had bought before the data begin.")
     if partial is not None:  # a month the data cover only in part would look like a drop in every cohort
         offset = (partial.year - retention.index.year) * 12 + (partial.month - retention.index.month)
         cut = (np.asarray(retention.columns)[None, :] == np.asarray(offset)[:, None]) & (np.asarray(offset)[:, None] > 0)
@@ -632,13 +633,17 @@ def cohort_retention(transactions, as_of: str | pd.Timestamp, *, min_group_size:
 
 
 def second_month_return(retention: pd.DataFrame) -> float | None:
-    """The share of a month's new customers who buy again in the month after, over all cohorts
+    """The share of a month's new customers who buy again in the month after, over the cohorts
     of :func:`cohort_retention` with that month in the data (weighted by cohort size; a month
-    left blank because the data cover it only in part does not count). None without any."""
+    left blank because the data cover it only in part does not count). The first cohort is left
+    out when there are others: it also holds everyone who had bought before the data begin.
+    None without any."""
     if "customers" not in retention or 1 not in retention.columns and "1" not in retention.columns:
         return None
     after = retention[1 if 1 in retention.columns else "1"]
     known = after.notna()
+    if known.iloc[1:].any():
+        known.iloc[0] = False
     if not known.any():
         return None
     size = retention.loc[known, "customers"]
