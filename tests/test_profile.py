@@ -152,7 +152,11 @@ def test_profile_of_one_customer(synthetic):
     below, above = (column < mine).mean(), (column > mine).mean()
     assert f"{(below if first['direction'] == 'higher' else above):.0%} of the" in first["text"]
     assert p.timeline["spend"].sum() > 0 and p.identity is None
-    assert plot_customer_profile(p).axes
+    ax = plot_customer_profile(p).axes[0]
+    first, last = p.timeline.index.min(), p.timeline.index.max()
+    months = (last.year - first.year) * 12 + last.month - first.month + 1
+    assert len(ax.patches) == months  # one bar per month from the first order to the last, empty months at 0
+    assert sum(bar.get_height() for bar in ax.patches) == pytest.approx(p.timeline["spend"].sum())
     internal = customer_profile(cid, result.table, store.transactions, personas.summary, result.model, result.features,
                                 as_of=AS_OF, customers=store.customers, pii=store.pii, internal=True)
     assert "@example.com" in internal.identity["email"]

@@ -44,6 +44,7 @@ def test_online_retail_ii(shared_data, tmp_path, monkeypatch):
     assert int(overview["customers"]) == 4285 == len(r.customers)
     assert int(overview["customers with only returns"]) == 29  # counted, not called customers who ordered
     assert r["data"].scalars["currency"] == "GBP" and "£" in (run / "01_purchase_history.html").read_text()
+    assert ">net spend</td>" in (run / "04_customer_profile.html").read_text()  # the one customer's facts are labelled
     # no reproducible behavioural clusters on this data: the report says so and uses the tiers
     assert r["segments"].scalars["path"] == "tiers"
     assert "value x status tiers" in (run / "02_segmentation.html").read_text()

@@ -114,3 +114,10 @@ def test_a_table_of_mixed_figures_formats_each_row_by_its_kind():
     cells = [c for c in report.table(checks, ["check", "value"], value_kinds="kind").data.split("<td") if "</td>" in c]
     values = [c.split(">", 1)[1].split("<")[0] for c in cells[1::2]]
     assert values == ["67%", "0.77", "0.2%"]
+
+
+def test_the_index_is_shown_under_the_label_given_even_an_empty_one():
+    facts = pd.DataFrame({"value": ["Active buyers", "£572"]}, index=["persona", "net spend"])
+    for label in ("figure", ""):
+        html = report.table(facts, index=label, kinds={"value": "text"}).data
+        assert f"<th>{label}</th>" in html and ">net spend</td>" in html and ">£572</td>" in html

@@ -677,10 +677,14 @@ def plot_customer_profile(profile: CustomerProfile | Mapping[str, pd.DataFrame],
         tables = profile
     unit = f" ({currency()})" if currency() else " (items)"
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    axes[0].bar(pd.to_datetime(tables["timeline"].index), tables["timeline"]["spend"], width=20, color="tab:blue")
+    spend = tables["timeline"]["spend"].set_axis(pd.to_datetime(tables["timeline"].index))
+    if len(spend):  # every month from the first to the last order, the months without one at 0
+        spend = spend.reindex(pd.date_range(spend.index.min(), spend.index.max(), freq="MS"), fill_value=0.0)
+    axes[0].bar(range(len(spend)), spend.to_numpy(), color="tab:blue")
+    step = max(1, len(spend) // 8)
+    axes[0].set_xticks(range(0, len(spend), step), [f"{m:%b %Y}" for m in spend.index[::step]], rotation=30, ha="right")
     axes[0].set_title("Spend per month")
     axes[0].set_ylabel("spend" + unit)
-    axes[0].tick_params(axis="x", rotation=45)
     cats = tables["categories"]["spend"][::-1]
     axes[1].barh(cats.index.astype(str).str.replace("_", " "), cats.to_numpy(), color="tab:green")
     axes[1].set_title("Favourite categories")

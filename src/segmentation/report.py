@@ -334,7 +334,7 @@ def table(
         df["value"] = [format_value(v, k) for v, k in zip(df["value"], df[value_kinds])]
         kinds = {**(kinds or {}), "value": "text"}
     first: list[str] = []
-    if index:
+    if index is True or isinstance(index, str):  # "" shows the index under an empty header
         df = df.reset_index()
         if isinstance(index, str):
             df = df.rename(columns={df.columns[0]: index})
