@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ibis
 import matplotlib
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -130,3 +131,13 @@ def test_dates_without_times_give_the_busiest_day_and_no_hour(tx):
     assert not explore.has_time_of_day(grid.rename(columns=str))  # as read back from results/
     title = explore.plot_weekly_rhythm(grid).axes[0].get_title()
     assert title == "Busiest day: Tue (the data have dates without times of day)"
+
+
+def test_the_level_of_a_month_is_its_year_even_at_the_ends_of_the_data():
+    from segmentation.explore import _year_level
+
+    growing = np.arange(1.0, 25.0)  # 24 months of steady growth
+    level = _year_level(growing)
+    assert level[12] == np.median(growing[6:19]) and level[0] == np.median(growing[:13])
+    assert level[-1] == np.median(growing[-13:])  # shifted, not shrunk: the last month against a whole year
+    assert (_year_level(np.array([1.0, 3.0, 2.0])) == 2.0).all() and len(_year_level(np.array([]))) == 0

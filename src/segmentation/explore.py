@@ -241,6 +241,16 @@ def partial_last_month(as_of: str | pd.Timestamp) -> pd.Timestamp | None:
     return start if (end - start).days / days < COMPLETE_MONTH else None
 
 
+def _year_level(revenue: np.ndarray, window: int = 13) -> np.ndarray:
+    """The median of the ``window`` months around each month: centred, and shifted (not shrunk)
+    at the ends of the data, so the last December is judged against a whole year too; all the
+    months when there are fewer."""
+    if len(revenue) <= window:
+        return np.full(len(revenue), np.median(revenue) if len(revenue) else np.nan)
+    medians = np.median(np.lib.stride_tricks.sliding_window_view(revenue, window), axis=1)
+    return medians[np.clip(np.arange(len(revenue)) - window // 2, 0, len(revenue) - window)]
+
+
 def monthly_trend(transactions: ir.Table, as_of: str | pd.Timestamp) -> pd.DataFrame:
     """Per calendar month: orders, net revenue, active customers, and the seasonal revenue
     index.
@@ -250,11 +260,11 @@ def monthly_trend(transactions: ir.Table, as_of: str | pd.Timestamp) -> pd.DataF
     DataFrame
         Index ``month`` (first day); ``revenue, orders, customers``; ``coverage`` (share of the
         month's days between the first purchase in the data and ``as_of``); ``complete``
-        (coverage at least :data:`COMPLETE_MONTH`); ``revenue_index`` (month / centred 13-month
-        rolling median of the complete months -- the year-long window of classical seasonal
-        decomposition, so that a season of several months stands out against the year while slow
-        growth of the customer base is not mistaken for seasonality; missing for incomplete
-        months); ``comparable`` (complete and not the first month of the data: there every buyer
+        (coverage at least :data:`COMPLETE_MONTH`); ``revenue_index`` (month / median of the 13
+        complete months around it, centred, shifted at the ends of the data -- the year-long
+        window of classical seasonal decomposition, so that a season of several months stands
+        out against the year while slow growth of the customer base is not mistaken for
+        seasonality; missing for incomplete months); ``comparable`` (complete and not the first month of the data: there every buyer
         is new to the records, so a peak cannot be told apart from their start); ``peak`` (a
         comparable month at least 20% above that level).
     """
@@ -271,7 +281,7 @@ def monthly_trend(transactions: ir.Table, as_of: str | pd.Timestamp) -> pd.DataF
     out["coverage"] = covered.clip(0, 1).to_numpy()
     out["complete"] = out["coverage"] >= COMPLETE_MONTH
     complete = out.loc[out["complete"], "revenue"]
-    out["revenue_index"] = complete / complete.rolling(13, center=True, min_periods=1).median()
+    out["revenue_index"] = complete / _year_level(complete.to_numpy(dtype="float64"))
     out["comparable"] = out["complete"] & (np.arange(len(out)) > 0)
     out["peak"] = ((out["revenue_index"] >= 1.2) & out["comparable"]).fillna(False).astype(bool)
     return out.drop(columns="first")
