@@ -215,6 +215,11 @@ def data_stage(store: Store, params: RunParameters) -> Section:
     return Section(tables={"quality": store.quality.reset_index(drop=True)}, scalars=scalars, notes=list(store.notes))
 
 
+#: The notes of the journey section when an input is missing (the report's findings repeat them).
+NO_JOURNEY_EVENTS = "This data set has no journey events: funnels, paths, attribution and support contacts cannot be shown."
+NO_SURVEY_FEEDBACK = "This data set has no survey feedback: satisfaction cannot be shown."
+
+
 def purchases_stage(store: Store, params: RunParameters) -> Section:
     """What people buy, how much, how often, when (report 01)."""
     t, as_of, n = store.transactions, params.analysis_date, params.min_group_size
@@ -223,12 +228,11 @@ def purchases_stage(store: Store, params: RunParameters) -> Section:
     trend = explore.monthly_trend(t, as_of)
     nvr = explore.new_vs_returning(t, as_of)
     trend["new_revenue_share"] = explore.new_revenue_share(nvr).reindex(trend.index)
-    if store.derived_dates:
-        trend["comparable"] = trend["peak"] = False
-    wave = trend["peak"] & (trend["new_revenue_share"] > 0.5)  # a wave of first-time buyers, not a season
     rhythm = explore.weekly_rhythm(t, as_of)
     if store.derived_dates:  # dates rebuilt from the gaps between orders: no real weekday, month or season
+        trend["comparable"] = trend["peak"] = False
         rhythm = rhythm.sum().to_frame("any day").T.rename_axis("day")
+    wave = explore.first_time_peaks(trend)  # a wave of first-time buyers, not a season
     tables = {
         "overview": explore.overview(t, as_of),
         "lorenz": curve,
@@ -242,7 +246,7 @@ def purchases_stage(store: Store, params: RunParameters) -> Section:
     }
     if store.derived_dates:  # every customer's first order sits at the start of the rebuilt calendar
         del tables["new_vs_returning"]
-    later = nvr.iloc[1:] if len(nvr) > 1 else nvr  # in the first month of the data every buyer is new to it
+    later = explore.after_first_month(nvr)
     returning = later["returning_revenue"].sum() / max(later["returning_revenue"].sum() + later["new_revenue"].sum(), 1e-9)
     scalars = {
         **concentration,
@@ -540,7 +544,7 @@ def journey_stage(store: Store, params: RunParameters, customers: pd.DataFrame, 
         tables["attribution"] = journey.attribution(ev)
         tables["support_by_persona"] = journey.post_purchase(ev, customers["frequency"], persona, min_group_size=n)
     else:
-        notes.append("This data set has no journey events: funnels, paths, attribution and support contacts cannot be shown.")
+        notes.append(NO_JOURNEY_EVENTS)
     if store.feedback is not None:
         fb = store.feedback
         tables["satisfaction_by_persona"] = satisfaction.satisfaction_by_group(fb, persona, min_group_size=n)
@@ -557,7 +561,7 @@ def journey_stage(store: Store, params: RunParameters, customers: pd.DataFrame, 
         else:
             notes.append("Too few comments to find themes.")
     else:
-        notes.append("This data set has no survey feedback: satisfaction cannot be shown.")
+        notes.append(NO_SURVEY_FEEDBACK)
     retention, revenue = journey.cohort_retention(store.transactions, params.analysis_date, min_group_size=n)
     tables["cohort_retention"] = retention
     tables["cohort_revenue"] = revenue

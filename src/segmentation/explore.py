@@ -29,6 +29,8 @@ __all__ = [
     "monthly_trend",
     "new_vs_returning",
     "new_revenue_share",
+    "first_time_peaks",
+    "after_first_month",
     "has_time_of_day",
     "partial_last_month",
     "plot_lorenz",
@@ -228,6 +230,15 @@ def weekly_rhythm(transactions: ir.Table, as_of: str | pd.Timestamp) -> pd.DataF
 COMPLETE_MONTH = 0.9
 
 
+def _coverage(months: pd.DatetimeIndex, first_day: pd.Timestamp, as_of: str | pd.Timestamp) -> np.ndarray:
+    """The share of each month's days (``months``: first days) between ``first_day`` and
+    ``as_of`` (exclusive)."""
+    start = months.to_series()
+    end = start + pd.offsets.MonthBegin(1)
+    covered = (end.clip(upper=pd.Timestamp(as_of)) - start.clip(lower=first_day)) / (end - start)
+    return covered.clip(0, 1).to_numpy()
+
+
 def partial_last_month(as_of: str | pd.Timestamp) -> pd.Timestamp | None:
     """The first day of the last calendar month before ``as_of`` when the data cover less than
     :data:`COMPLETE_MONTH` of it (``as_of`` is exclusive), else None.
@@ -235,10 +246,8 @@ def partial_last_month(as_of: str | pd.Timestamp) -> pd.Timestamp | None:
     >>> partial_last_month("2010-12-10"), partial_last_month("2011-01-01")
     (Timestamp('2010-12-01 00:00:00'), None)
     """
-    end = pd.Timestamp(as_of)
-    start = (end - pd.Timedelta(days=1)).to_period("M").to_timestamp()
-    days = ((start + pd.offsets.MonthBegin(1)) - start).days
-    return start if (end - start).days / days < COMPLETE_MONTH else None
+    start = (pd.Timestamp(as_of) - pd.Timedelta(days=1)).to_period("M").to_timestamp()
+    return start if _coverage(pd.DatetimeIndex([start]), start, as_of)[0] < COMPLETE_MONTH else None
 
 
 def _year_level(revenue: np.ndarray, window: int = 13) -> np.ndarray:
@@ -274,11 +283,8 @@ def monthly_trend(transactions: ir.Table, as_of: str | pd.Timestamp) -> pd.DataF
         revenue=t.amount.sum(), orders=t.order_id.nunique(where=~t.is_return), customers=t.customer_id.nunique(),
         first=t.order_date.min(),
     )).sort_values("month").set_index("month")
-    start = out.index.to_series()
-    end = start + pd.offsets.MonthBegin(1)
     first_day = out["first"].iloc[0].normalize() if len(out) else pd.NaT
-    covered = (end.clip(upper=pd.Timestamp(as_of)) - start.clip(lower=first_day)) / (end - start)
-    out["coverage"] = covered.clip(0, 1).to_numpy()
+    out["coverage"] = _coverage(pd.DatetimeIndex(out.index), first_day, as_of)
     out["complete"] = out["coverage"] >= COMPLETE_MONTH
     complete = out.loc[out["complete"], "revenue"]
     out["revenue_index"] = complete / _year_level(complete.to_numpy(dtype="float64"))
@@ -308,6 +314,26 @@ def new_revenue_share(nvr: pd.DataFrame) -> pd.Series:
     season their regulars come back for."""
     total = nvr["new_revenue"] + nvr["returning_revenue"]
     return (nvr["new_revenue"] / total.where(total != 0)).rename("new_revenue_share")
+
+
+#: A peak month in which first-time buyers bring more than this share of revenue is a wave of
+#: new customers, not a season.
+FIRST_TIME_PEAK = 0.5
+
+
+def first_time_peaks(trend: pd.DataFrame) -> pd.Series:
+    """The peak months of :func:`monthly_trend` made by first-time buyers (its
+    ``new_revenue_share`` column, from :func:`new_revenue_share`, above :data:`FIRST_TIME_PEAK`);
+    all False without that column."""
+    if "new_revenue_share" not in trend:
+        return pd.Series(False, index=trend.index)
+    return trend["peak"] & (trend["new_revenue_share"] > FIRST_TIME_PEAK)
+
+
+def after_first_month(nvr: pd.DataFrame) -> pd.DataFrame:
+    """The months of :func:`new_vs_returning` after the first one (all of them when there is
+    only one): in the first month of the data every buyer is new to it."""
+    return nvr.iloc[1:] if len(nvr) > 1 else nvr
 
 
 # ------------------------------------------------------------------------------------ figures
@@ -409,7 +435,7 @@ def plot_monthly_trend(trend: pd.DataFrame) -> plt.Figure:
 
     fig, ax = plt.subplots(figsize=(11, 3.8))
     complete = trend["complete"] if "complete" in trend else pd.Series(True, index=trend.index)
-    wave = trend["peak"] & (trend["new_revenue_share"] > 0.5) if "new_revenue_share" in trend else trend["peak"] & False
+    wave = first_time_peaks(trend)
     colours = np.where(wave, "tab:orange", np.where(trend["peak"], "tab:red", np.where(complete, "tab:blue", "lightgrey")))
     bars = ax.bar(trend.index, trend["revenue"], width=20, color=colours)
     for bar, whole in zip(bars, complete):
@@ -441,7 +467,7 @@ def plot_new_vs_returning(nvr: pd.DataFrame) -> plt.Figure:
     ax.bar(nvr.index, nvr["returning_customers"], width=20, label="returning", color="tab:blue")
     ax.bar(nvr.index, nvr["new_customers"], width=20, bottom=nvr["returning_customers"], label="new", color="tab:orange")
     ax.set_ylabel("customers buying in the month")
-    later = nvr.iloc[1:] if len(nvr) > 1 else nvr  # in the first month of the data every buyer is new to it
+    later = after_first_month(nvr)
     share_new = later["new_customers"].sum() / max((later["new_customers"] + later["returning_customers"]).sum(), 1)
     ax.set_title(f"{share_new:.0%} of monthly buyers are first-time customers"
                  + (" (from the second month of the data on: in the first, every buyer is new to the data)" if len(nvr) > 1 else ""))

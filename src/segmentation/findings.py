@@ -17,7 +17,8 @@ from typing import Any
 
 import pandas as pd
 
-from segmentation.report import METHOD_NAMES, count, difference_with_interval, format_value, money, share
+from segmentation.definitions import METHOD_NAMES
+from segmentation.report import count, difference_with_interval, format_value, money, share
 
 __all__ = ["Finding", "key_findings", "next_steps", "index_findings", "data_banner", "recommender_verdict", "response_bias_text", "next_purchase_text", "index_actions", "REPORTS"]
 
@@ -245,7 +246,9 @@ def _journey(r: Any) -> list[str]:
     if earlier:
         out.append(f"Since {moved.get('compare_as_of')}, **{share(moved['stayed'] / earlier)} of earlier customers stayed in "
                    f"their segment**; {count(moved.get('new customers', 0))} customers are new.")
-    missing = [n for n in r["journey"].notes if n.startswith("This data set has no")]
+    from segmentation.analysis import NO_JOURNEY_EVENTS, NO_SURVEY_FEEDBACK
+
+    missing = [n for n in r["journey"].notes if n in (NO_JOURNEY_EVENTS, NO_SURVEY_FEEDBACK)]
     return out + missing[: max(0, 5 - len(out))]
 
 

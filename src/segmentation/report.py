@@ -389,10 +389,9 @@ def table(
 def facts(data: pd.DataFrame, *, name: str | None = None) -> Any:
     """A two-column table of headline figures: ``figure, value, kind`` (each value formatted by
     its own row's kind, e.g. :func:`segmentation.explore.overview`)."""
-    shown = pd.DataFrame({"figure": data["figure"], "value": [format_value(v, k) for v, k in zip(data["value"], data["kind"])]})
     if name is not None:
         save_table(data.drop(columns="kind"), name)
-    return table(shown, kinds={"value": "text"})
+    return table(data, ["figure", "value"], value_kinds="kind")
 
 
 def say(text: str) -> Any:
@@ -493,15 +492,12 @@ def persona_card(results: Any, personas: Any, segment: int) -> list[Any]:
 
 
 # ------------------------------------------------------------------------------ offer views
-METHOD_NAMES = definitions.METHOD_NAMES
-
-
 def recommender_table(evaluation: pd.DataFrame) -> pd.DataFrame:
     """The recommender evaluation for a manager: method, recall, hit rate, the difference to our
     recommender in recall with its 95% interval, and which method the run uses."""
     recall = [c for c in evaluation.columns if c.startswith("recall@")][0]
     hit = [c for c in evaluation.columns if c.startswith("hit_rate@")][0]
-    out = pd.DataFrame({"method": [METHOD_NAMES.get(m, m) for m in evaluation.index],
+    out = pd.DataFrame({"method": [definitions.METHOD_NAMES.get(m, m) for m in evaluation.index],
                         "share of the next order suggested (recall)": evaluation[recall].to_numpy(),
                         "customers with a right suggestion (hit rate)": evaluation[hit].to_numpy()})
     if "recall_difference" in evaluation:
