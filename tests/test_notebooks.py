@@ -79,6 +79,25 @@ def test_rendered_pages_are_fit_for_a_manager(report_run):
     assert_pages_fit_for_a_manager(report_run)
 
 
+def test_value_figures_and_order_plan_read_cleanly(report_run):
+    """Money ticks few enough not to run into each other, the churn legend beside the bars (not
+    over one), and the order plan's weeks named."""
+    import matplotlib
+
+    matplotlib.use("agg")
+    from segmentation import report
+
+    results = report.open_results(str(report_run / "results"))
+    fig = report.plot_value_by_persona(results)
+    fig.canvas.draw()
+    money_axis, churn_axis = fig.axes[:2]
+    ticks = [t for t in money_axis.get_xticklabels() if t.get_text()]
+    boxes = [t.get_window_extent() for t in ticks]
+    assert len(ticks) <= 6 and all(a.x1 < b.x0 for a, b in zip(boxes, boxes[1:]))  # no label touches the next
+    assert churn_axis.get_legend().get_window_extent().x0 > churn_axis.get_window_extent().x1
+    assert "<th>week 1</th>" in (report_run / "05_customer_value.html").read_text()
+
+
 def test_a_notebook_opened_by_hand_shows_the_run_s_numbers(report_run, tmp_path):
     """Opened in JupyterLab without a results folder, a notebook computes the results from the
     run config: the same config gives the same customers, segments and personas."""

@@ -550,6 +550,7 @@ def plot_value_by_persona(results: Any) -> plt.Figure:
     axes[0].barh(y, table["clv_total"], xerr=err, color="tab:blue", capsize=3)
     axes[0].set_yticks(y, table.index)
     axes[0].invert_yaxis()
+    axes[0].xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(nbins=4))  # money labels are long: few ticks
     axes[0].xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: money(v)))
     axes[0].set_xlabel(f"total lifetime value, next {results.params.horizon_months} months (90% interval)")
     axes[0].set_title(f"{table.index[0]} hold the most value: {money(table['clv_total'].iloc[0])}")
@@ -561,7 +562,7 @@ def plot_value_by_persona(results: Any) -> plt.Figure:
     axes[1].xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
     axes[1].set_xlabel("share of the persona's customers")
     axes[1].set_title("Churn risk (1 - chance of still buying): low < 30% <= medium < 70% <= high")
-    axes[1].legend(title="churn risk", loc="lower right", fontsize=9)
+    axes[1].legend(title="churn risk", loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False)  # never over a bar
     fig.tight_layout()
     return fig
 
